@@ -1,0 +1,1 @@
+"""Wire formats of the three dialects and pure conversions between them (Anthropic Messages is the hub)."""
