@@ -1,0 +1,58 @@
+"""Handlers of the non-LLM endpoints: models, liveness, readiness, root."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from router.api.deps import PrincipalDep, ServicesDep
+from router.api.errors import request_dialect
+from router.errors import NotFoundError
+from router.types import client_family
+
+router = APIRouter()
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+@router.get("/v1/models")
+@router.get("/models", include_in_schema=False)
+async def list_models(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Models a client may ask for, in a shape both SDKs accept."""
+    family = client_family(request_dialect(request))
+    return _json(await services.catalog.list(principal, request.headers, family))
+
+
+@router.get("/v1/models/{model_id:path}")
+@router.get("/models/{model_id:path}", include_in_schema=False)
+async def get_model(model_id: str, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """One model."""
+    family = client_family(request_dialect(request))
+    listing = await services.catalog.list(principal, request.headers, family)
+    for entry in listing["data"]:
+        if entry["id"] == model_id:
+            return _json(entry)
+    raise NotFoundError(f"model {model_id!r} not found", param="model")
+
+
+@router.get("/health")
+async def health() -> Response:
+    """Liveness: the process answers."""
+    return _json({"status": "ok"})
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep) -> Response:
+    """Readiness: every dependency the proxy needs is usable."""
+    checks = services.readiness()
+    is_ready = all(check["ok"] for check in checks.values())
+    return _json({"status": "ready" if is_ready else "degraded", "checks": checks}, 200 if is_ready else 503)
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> Response:
+    """Connectivity probe (Claude Code sends HEAD / on start)."""
+    return _json({"name": "cascadeflow-router", "status": "ok"})

@@ -1,0 +1,108 @@
+"""The `cascadeflow` command line: proxy start, config check, keys hash."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from router.auth import hash_key
+from router.errors import ConfigError
+from router.settings import Settings, load_settings
+
+
+def _banner(settings: Settings) -> str:
+    server = settings.server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+    base = f"http://{host}:{server.port}"
+    mode = "proxy keys" if settings.auth.keys else "pass-through (clients send their own provider keys)"
+    return "\n".join([
+        f"CascadeFlow Router listening on {base}  (auth: {mode})",
+        "",
+        "Claude Code:     export ANTHROPIC_BASE_URL=" + base,
+        "Anthropic SDK:   anthropic.Anthropic(base_url=\"" + base + "\")",
+        "OpenAI SDK:      openai.OpenAI(base_url=\"" + base + "/v1\")",
+        "",
+    ])
+
+
+def _start(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {"server": {"host": args.host, "port": args.port, "workers": args.workers}}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"cascadeflow: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    print(_banner(settings), flush=True)
+    server = settings.server
+    if server.workers > 1:
+        if args.config:
+            os.environ["CASCADEFLOW_CONFIG"] = os.path.abspath(args.config)
+        os.environ["CASCADEFLOW_SERVER__HOST"] = server.host
+        os.environ["CASCADEFLOW_SERVER__PORT"] = str(server.port)
+        uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
+                    port=server.port, workers=server.workers, log_level=server.log_level)
+        return 0
+    from router.app import create_app
+
+    uvicorn.run(create_app(settings), host=server.host, port=server.port, log_level=server.log_level)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: invalid: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid ({len(settings.providers)} providers, {len(settings.models)} model routes, "
+          f"{len(settings.cascade_rules)} cascade rules, {len(settings.auth.keys)} proxy keys)")
+    return 0
+
+
+def _hash(args: argparse.Namespace) -> int:
+    key = args.key if args.key is not None else sys.stdin.readline().strip()
+    if not key:
+        print("cascadeflow: no key given", file=sys.stderr)
+        return 2
+    print(hash_key(key))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="cascadeflow", description="CascadeFlow Router")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    proxy = commands.add_parser("proxy", help="run the proxy").add_subparsers(dest="action", required=True)
+    start = proxy.add_parser("start", help="start the proxy server")
+    start.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    start.add_argument("--host")
+    start.add_argument("--port", type=int)
+    start.add_argument("--workers", type=int)
+    start.set_defaults(handler=_start)
+
+    config = commands.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate a config file without starting")
+    check.add_argument("file")
+    check.set_defaults(handler=_check)
+
+    keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)
+    hashing = keys.add_parser("hash", help="print the SHA-256 digest to put in auth.keys[].key_sha256")
+    hashing.add_argument("key", nargs="?", help="the key (default: read one line from stdin)")
+    hashing.set_defaults(handler=_hash)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cascadeflow` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The one exception tree of the proxy; router/api/errors.py maps it to HTTP in the client's dialect.
+
+    CascadeFlowError
+    ├── ConfigError                 invalid configuration (start-up, `config check`)
+    └── ProxyError                  anything answered to a client with an HTTP status
+        ├── InvalidRequestError     400  malformed JSON, invalid request
+        ├── AuthenticationError     401  missing or unknown key
+        ├── NotFoundError           404  unknown path or model
+        ├── PayloadTooLargeError    413  body over server.max_body_bytes
+        └── UpstreamError                the provider could not give an answer
+            ├── UpstreamStatusError      the provider answered an error status (relayed as is)
+            ├── UpstreamTimeoutError 504 no answer in time
+            └── UpstreamUnreachableError 502 connection failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+ErrorKind = str
+"""A closed vocabulary shared by both dialects (Anthropic error type names)."""
+
+
+class CascadeFlowError(Exception):
+    """Base of every error raised by the router."""
+
+
+class ConfigError(CascadeFlowError):
+    """The configuration is invalid; the message names the key path and the reason."""
+
+
+class ProxyError(CascadeFlowError):
+    """An error answered to the client with an HTTP status and an error kind."""
+
+    status: ClassVar[int] = 500
+    kind: ClassVar[ErrorKind] = "api_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status to answer with."""
+        return self.status
+
+
+class InvalidRequestError(ProxyError):
+    """The request is malformed or invalid; it never reaches a provider."""
+
+    status = 400
+    kind = "invalid_request_error"
+
+
+class AuthenticationError(ProxyError):
+    """The client's key is missing or unknown."""
+
+    status = 401
+    kind = "authentication_error"
+
+
+class NotFoundError(ProxyError):
+    """The path or the model does not exist."""
+
+    status = 404
+    kind = "not_found_error"
+
+
+class PayloadTooLargeError(ProxyError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+    kind = "request_too_large"
+
+
+class UpstreamError(ProxyError):
+    """The provider could not give an answer."""
+
+    status = 502
+    kind = "api_error"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The provider answered an error status; relayed with its status, body and retry-after."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str], provider_kind: str) -> None:
+        super().__init__(f"upstream answered HTTP {status}")
+        self.upstream_status = status
+        self.body = body
+        self.headers = dict(headers)
+        self.provider_kind = provider_kind
+
+    @property
+    def status_code(self) -> int:
+        """The provider's own status."""
+        return self.upstream_status
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The provider did not answer in time."""
+
+    status = 504
+    kind = "timeout_error"
+
+
+class UpstreamUnreachableError(UpstreamError):
+    """The provider could not be reached."""
+
+    status = 502
+    kind = "api_error"
+
+
+STATUS_KINDS: dict[int, ErrorKind] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The error kind for an HTTP status."""
+    if status in STATUS_KINDS:
+        return STATUS_KINDS[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
