@@ -68,7 +68,7 @@ class ModelCatalog:
             *(rule.request_model for rule in settings.cascade_rules),
         ]
 
-    async def list(self, principal: Principal, headers: Mapping[str, str], family: ProviderKind) -> JSONObject:
+    async def listing(self, principal: Principal, headers: Mapping[str, str], family: ProviderKind) -> JSONObject:
         """Configured models first, then the client's provider's own list when it answers."""
         entries = [model_entry(name, "cascadeflow") for name in dict.fromkeys(self._configured)]
         seen = {entry["id"] for entry in entries}

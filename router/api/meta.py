@@ -23,7 +23,7 @@ def _json(data: object, status: int = 200) -> Response:
 async def list_models(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """Models a client may ask for, in a shape both SDKs accept."""
     family = client_family(request_dialect(request))
-    return _json(await services.catalog.list(principal, request.headers, family))
+    return _json(await services.catalog.listing(principal, request.headers, family))
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -31,7 +31,7 @@ async def list_models(request: Request, services: ServicesDep, principal: Princi
 async def get_model(model_id: str, request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
     """One model."""
     family = client_family(request_dialect(request))
-    listing = await services.catalog.list(principal, request.headers, family)
+    listing = await services.catalog.listing(principal, request.headers, family)
     for entry in listing["data"]:
         if entry["id"] == model_id:
             return _json(entry)
