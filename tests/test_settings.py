@@ -17,7 +17,8 @@ providers:
   openai:    {base_url: https://api.openai.com/v1, api_key: ${OPENAI_API_KEY}}
   groq:      {kind: openai, base_url: https://api.groq.com/openai/v1, api_key: ${GROQ_API_KEY:-}}
 cascade_rules:
-  - {request_model: claude-opus-4-8, draft_model: claude-haiku-4-5, verifier_model: claude-opus-4-8, quality_threshold: 0.7}
+  - {request_model: claude-opus-4-8, draft_model: claude-haiku-4-5,
+     verifier_model: claude-opus-4-8, quality_threshold: 0.7}
 """
 
 

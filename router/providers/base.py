@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -100,11 +101,11 @@ class Provider:
     async def _send(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str],
                     timeout_s: float | None = None) -> aiohttp.ClientResponse:
         session = self._require_session()
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        options: dict[str, Any] = {}
+        if timeout_s is not None:
+            options["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
         try:
-            response = await session.request(
-                method, self.url(path), data=body, headers=dict(headers), timeout=timeout
-            )
+            response = await session.request(method, self.url(path), data=body, headers=dict(headers), **options)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeoutError(f"provider {self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:

@@ -1,0 +1,19 @@
+# CascadeFlow Router: a slim image of the proxy (embedded state; no external service needed).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY router ./router
+COPY training ./training
+COPY models ./models
+COPY data ./data
+RUN pip install --no-cache-dir .
+
+RUN useradd --create-home --uid 10001 cascadeflow
+USER cascadeflow
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
+ENTRYPOINT ["cascadeflow"]
+CMD ["proxy", "start", "--host", "0.0.0.0", "--port", "8000"]
