@@ -65,7 +65,8 @@ class ModelCatalog:
         self._registry = registry
         self._configured = [
             *registry.listed_models(),
-            *(rule.request_model for rule in settings.cascade_rules),
+            *(rule.request_model for rule in settings.cascade_rules if rule.request_model),
+            *(f"cascade/{rule.name}" for rule in settings.cascade_rules if rule.name),
         ]
 
     async def listing(self, principal: Principal, headers: Mapping[str, str], family: ProviderKind) -> JSONObject:

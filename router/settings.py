@@ -54,6 +54,7 @@ class ProviderSettings(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     forward_client_key: bool = True
     supports_responses: bool = True
+    supports_logprobs: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -77,12 +78,29 @@ class ModelRoute(_Strict):
 
 
 class CascadeRule(_Strict):
-    """A requested model served by a draft model first and a strong (verifier) model on escalation."""
+    """A requested model (or `cascade/<name>`): the draft model first, the strong (verifier) model on escalation."""
 
-    request_model: str
+    request_model: str | None = None
+    name: str | None = None
     draft_model: str
     verifier_model: str
     quality_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    draft_timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _named(self) -> CascadeRule:
+        if self.request_model is None and self.name is None:
+            raise ValueError("request_model or name is required")
+        return self
+
+    @property
+    def strong_model(self) -> str:
+        """The strong tier (configured as `verifier_model`)."""
+        return self.verifier_model
+
+    def matches(self, model: str) -> bool:
+        """Whether a requested model selects this rule."""
+        return model == self.request_model or (self.name is not None and model == f"cascade/{self.name}")
 
 
 class ProxyKey(_Strict):
@@ -146,9 +164,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"models.{index}.provider: unknown provider {route.provider!r}")
         seen: set[str] = set()
         for index, rule in enumerate(self.cascade_rules):
-            if rule.request_model in seen:
-                raise ValueError(f"cascade_rules.{index}.request_model: duplicate {rule.request_model!r}")
-            seen.add(rule.request_model)
+            for key in (rule.request_model, f"cascade/{rule.name}" if rule.name else None):
+                if key is not None and key in seen:
+                    raise ValueError(f"cascade_rules.{index}: duplicate rule for {key!r}")
+                if key is not None:
+                    seen.add(key)
         return self
 
     def provider_kind(self, name: str) -> ProviderKind:

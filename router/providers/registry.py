@@ -13,6 +13,7 @@ from router.types import Principal
 
 ANTHROPIC_VERSION = "2023-06-01"
 _NOT_FORWARDED = HOP_BY_HOP | {"x-api-key", "authorization", "accept-encoding", "accept", "cookie"}
+_CONTROL_PREFIX = "x-cascadeflow-"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def upstream_headers(provider: Provider, client_headers: Mapping[str, str], prin
     headers: dict[str, str] = {}
     same_family = provider.kind == client_family
     if same_family:
-        headers.update({k: v for k, v in client_headers.items() if k not in _NOT_FORWARDED})
+        headers.update({k: v for k, v in client_headers.items()
+                        if k not in _NOT_FORWARDED and not k.startswith(_CONTROL_PREFIX)})
     headers["content-type"] = "application/json"
     if provider.kind == "anthropic":
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
