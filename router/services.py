@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from router.auth import Authenticator
 from router.bridge import Bridge
 from router.catalog import ModelCatalog
+from router.costs import PriceBook
 from router.pipeline import Pipeline
 from router.providers.registry import ProviderRegistry
+from router.scoring import ConfidenceScorer
 from router.settings import Settings
 
 
@@ -30,7 +32,7 @@ class Services:
             settings=settings,
             registry=registry,
             authenticator=Authenticator(settings.auth),
-            pipeline=Pipeline(registry, Bridge()),
+            pipeline=Pipeline(registry, Bridge(), list(settings.cascade_rules), ConfidenceScorer(), PriceBook()),
             catalog=ModelCatalog(settings, registry),
         )
 

@@ -1,1 +1,7 @@
-"""A local upstream that speaks the providers' wire formats: scripted for tests, replayed from data for demos."""
+"""A scripted upstream LLM server speaking the providers' wire formats, for tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+from router.replay.answers import Answer, AnswerSource, Dialect, Fault, ToolCall, UpstreamRequest
+
+__all__ = ["Answer", "AnswerSource", "Dialect", "Fault", "ToolCall", "UpstreamRequest"]

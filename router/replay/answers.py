@@ -1,16 +1,17 @@
-"""Value types of the replay upstream: what an upstream answers, or how it fails."""
+"""Value types of the replay upstream: what a source decides to answer, and the request it answers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-UpstreamDialect = Literal["anthropic", "openai_chat", "openai_responses"]
+Dialect = Literal["anthropic", "openai_chat", "openai_responses"]
+StopReason = Literal["end", "max_tokens", "tool_use"]
 
 
 @dataclass(frozen=True)
 class ToolCall:
-    """One tool call of an answer."""
+    """One tool call of an answer; `id` is `toolu_…` (Anthropic) or `call_…` (OpenAI)."""
 
     id: str
     name: str
@@ -19,12 +20,12 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete answer, rendered later in whichever dialect was asked."""
+    """A model answer in no dialect; `input_tokens` counts every prompt token, cached ones included."""
 
     text: str = ""
     thinking: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
-    stop: Literal["end", "max_tokens", "tool_use"] = "end"
+    stop: StopReason = "end"
     input_tokens: int = 10
     output_tokens: int = 5
     cached_input_tokens: int = 0
@@ -33,7 +34,7 @@ class Answer:
 
 @dataclass(frozen=True)
 class Fault:
-    """An injected failure, possibly followed by a normal answer (delay, broken stream)."""
+    """A fault to inject; with no `status`, `answer` (or a default) is sent, possibly broken mid-stream."""
 
     status: int | None = None
     retry_after: str | None = None
@@ -45,9 +46,9 @@ class Fault:
 
 @dataclass(frozen=True)
 class UpstreamRequest:
-    """What the upstream received."""
+    """A request as the upstream got it: dialect, model, parsed body, lower-cased headers, path, query."""
 
-    dialect: UpstreamDialect
+    dialect: Dialect
     model: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
@@ -56,6 +57,8 @@ class UpstreamRequest:
 
 
 class AnswerSource(Protocol):
-    """Decides the answer to a request."""
+    """Decides what the upstream answers to a request."""
 
-    async def answer(self, request: UpstreamRequest) -> Answer | Fault: ...
+    async def answer(self, request: UpstreamRequest) -> Answer | Fault:
+        """The answer (or fault) for this request."""
+        ...
