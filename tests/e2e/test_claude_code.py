@@ -89,3 +89,37 @@ def test_read_tool_round_trip(claude: str, upstream: BackgroundServer, proxy_fac
         assistant = next(m for m in body["messages"] if m.get("tool_calls"))
         assert assistant["tool_calls"][0]["function"]["name"] == "Read"
         assert seen["headers"]["authorization"] == "Bearer sk-proxy-openai"
+
+
+CASCADE = [{"request_model": "claude-opus-4-8", "draft_model": "claude-haiku-4-5",
+            "verifier_model": "claude-opus-4-8", "quality_threshold": 0.6}]
+
+
+def main_turn_models(upstream: BackgroundServer, tag: str) -> list[str]:
+    return [item_body(item)["model"] for item in received_with(upstream, tag) if item_body(item).get("tools")]
+
+
+def test_cascade_draft_answers_a_simple_turn(claude: str, upstream: BackgroundServer, proxy_factory: ProxyFactory,
+                                             tmp_path: Path) -> None:
+    proxy = proxy_factory(proxy_settings(upstream.url, cascade_rules=CASCADE))
+    tag = marker()
+    (tmp_path / "home").mkdir()
+    output = run_claude(claude, proxy.url, f"say hello {tag}", tmp_path, tmp_path / "home")
+    assert output["is_error"] is False
+    assert output["result"] == "Hello from claude-haiku-4-5."
+    assert main_turn_models(upstream, tag) == ["claude-haiku-4-5"]
+
+
+def test_cascade_escalates_a_draft_tool_call_that_fails_its_schema(
+        claude: str, upstream: BackgroundServer, proxy_factory: ProxyFactory, tmp_path: Path) -> None:
+    proxy = proxy_factory(proxy_settings(upstream.url, cascade_rules=CASCADE))
+    tag = marker()
+    target = tmp_path / "hello.txt"
+    target.write_text(f"hello file {tag}\n")
+    (tmp_path / "home").mkdir()
+    prompt = f'{tag} read [[badtool:claude-haiku-4-5]] [[tool:Read {{"file_path": "{target}"}}]]'
+    output = run_claude(claude, proxy.url, prompt, tmp_path, tmp_path / "home")
+    assert output["is_error"] is False and output["num_turns"] == 2
+    assert "hello file" in str(output["result"])
+    first_turn = main_turn_models(upstream, tag)[:2]
+    assert first_turn == ["claude-haiku-4-5", "claude-opus-4-8"], "the invalid draft tool call must escalate"
