@@ -9,7 +9,11 @@ COPY router ./router
 COPY training ./training
 COPY models ./models
 COPY data ./data
-RUN pip install --no-cache-dir .
+# The CPU build of torch first (set TORCH_INDEX_URL to your PyTorch CPU wheel index); otherwise pip resolves
+# sentence-transformers' torch requirement to a multi-GB CUDA build.
+ARG TORCH_INDEX_URL=""
+RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==2.13.0"; fi \
+ && pip install --no-cache-dir .
 
 RUN useradd --create-home --uid 10001 cascadeflow
 USER cascadeflow

@@ -61,8 +61,8 @@ def process(args: list[str], port: int) -> Iterator[None]:
 
 
 def upstream_command(port: int, latency_ms: float, stream_gap_ms: float) -> list[str]:
-    return [sys.executable, "-m", "router.replay", "--port", str(port), "--latency-ms", str(latency_ms),
-            "--stream-delay-ms", str(stream_gap_ms), "--quiet"]
+    return [sys.executable, str(ROOT / "benchmarks" / "upstream_server.py"), "--port", str(port),
+            "--latency-ms", str(latency_ms), "--stream-delay-ms", str(stream_gap_ms)]
 
 
 def proxy_command(port: int, config: Path) -> list[str]:
@@ -130,7 +130,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.yaml"
         config.write_text(
-            "server: {log_level: warning}\n"
+            "server: {log_level: warning}\ncache: {enabled: false}\nembedding: {enabled: false}\n"
             f"providers:\n  anthropic: {{base_url: '{upstream_url}'}}\n"
             f"  openai: {{base_url: '{upstream_url}/v1'}}\n"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -13,13 +14,16 @@ from router.api.errors import install_error_handlers
 from router.services import Services
 from router.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from router.embedding.encoder import Encoder  # type: ignore[import-not-found]
 
-def create_app(settings: Settings) -> FastAPI:
-    """A proxy application for these settings."""
+
+def create_app(settings: Settings, encoder: Encoder | None = None) -> FastAPI:
+    """A proxy application for these settings (an already loaded encoder may be shared, e.g. by tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.build(settings)
+        services = Services.build(settings, encoder)
         await services.start()
         app.state.services = services
         try:

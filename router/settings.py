@@ -86,6 +86,7 @@ class CascadeRule(_Strict):
     verifier_model: str
     quality_threshold: float = Field(0.7, ge=0.0, le=1.0)
     draft_timeout_s: float = Field(120.0, gt=0)
+    cache_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _named(self) -> CascadeRule:
@@ -101,6 +102,30 @@ class CascadeRule(_Strict):
     def matches(self, model: str) -> bool:
         """Whether a requested model selects this rule."""
         return model == self.request_model or (self.name is not None and model == f"cascade/{self.name}")
+
+
+class EmbeddingSettings(_Strict):
+    """The sentence encoder shared by the cache and the learned router."""
+
+    enabled: bool = False
+    max_batch: int = Field(32, ge=1, le=512)
+    window_ms: float = Field(3.0, ge=0.0, le=100.0)
+    max_chars: int = Field(2000, ge=64)
+    threads: int = Field(2, ge=1, le=64)
+
+
+class CacheSettings(_Strict):
+    """The semantic cache: embedded (in-process FAISS, persisted to a directory) or shared through Redis."""
+
+    enabled: bool = False
+    mode: Literal["embedded", "redis"] = "embedded"
+    directory: str | None = ".cache/semantic"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "cf:cache"
+    similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
+    capacity: int = Field(100_000, ge=1)
+    allow_sampled: bool = False
 
 
 class ProxyKey(_Strict):
@@ -153,6 +178,8 @@ class Settings(BaseSettings):
     models: list[ModelRoute] = Field(default_factory=_default_routes)
     cascade_rules: list[CascadeRule] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

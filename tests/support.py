@@ -28,7 +28,8 @@ def proxy_settings(upstream_url: str, **sections: Any) -> Settings:
         {"match": "alias-claude", "provider": "anthropic", "upstream_model": "claude-haiku-4-5"},
         {"match": "alias-gpt", "provider": "openai", "upstream_model": "gpt-4o-mini"},
     ]
-    data: dict[str, Any] = {"providers": providers, "models": models, **sections}
+    data: dict[str, Any] = {"providers": providers, "models": models, "embedding": {"enabled": False},
+                            "cache": {"enabled": False}, **sections}
     return Settings(**data)
 
 

@@ -14,7 +14,7 @@ from router.services import Services
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, JSONObject, Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The process's services, built in the lifespan."""
     services: Services = request.app.state.services
     return services
@@ -23,7 +23,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def authenticate(request: Request, services: ServicesDep) -> Principal:
+async def authenticate(request: Request, services: ServicesDep) -> Principal:
     """The caller, or AuthenticationError (401)."""
     request.state.request_id = new_request_id()
     return services.authenticator.authenticate(request.headers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 
 import orjson
 from fastapi import FastAPI, Request
@@ -21,7 +21,7 @@ _OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/chat/completions", "
 
 def new_request_id() -> str:
     """A request id in the Anthropic style."""
-    return "req_" + uuid.uuid4().hex[:24]
+    return "req_" + secrets.token_hex(12)
 
 
 def request_dialect(request: Request) -> Dialect:

@@ -7,49 +7,53 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from router.api.deps import PrincipalDep, ServicesDep, client_call, render
+from router.api.deps import authenticate, client_call, get_services, render
 from router.protocol.validation import (
     validate_anthropic_count_tokens,
     validate_anthropic_messages,
     validate_chat,
     validate_responses,
 )
-from router.types import Dialect, Endpoint, JSONObject, Principal
+from router.types import Dialect, Endpoint, JSONObject
 
 router = APIRouter()
 
 
-async def _serve(request: Request, services: ServicesDep, principal: Principal, dialect: Dialect,
-                 endpoint: Endpoint, validate: Callable[[JSONObject], None]) -> Response:
+async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint,
+                 validate: Callable[[JSONObject], None]) -> Response:
+    # The hot path resolves its dependencies directly: FastAPI's dependency solver cost a third of the
+    # proxy's CPU under load (benchmarks/proxy_overhead.py); the same functions back `Depends` elsewhere.
+    services = await get_services(request)
+    principal = await authenticate(request, services)
     call, body = await client_call(request, services, principal, dialect, endpoint)
     validate(body)
     return render(await services.pipeline.handle(call))
 
 
 @router.post("/v1/messages")
-async def messages(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def messages(request: Request) -> Response:
     """Anthropic Messages."""
-    return await _serve(request, services, principal, Dialect.ANTHROPIC, Endpoint.MESSAGES,
+    return await _serve(request, Dialect.ANTHROPIC, Endpoint.MESSAGES,
                         validate_anthropic_messages)
 
 
 @router.post("/v1/messages/count_tokens")
-async def count_tokens(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def count_tokens(request: Request) -> Response:
     """Anthropic token counting."""
-    return await _serve(request, services, principal, Dialect.ANTHROPIC, Endpoint.COUNT_TOKENS,
+    return await _serve(request, Dialect.ANTHROPIC, Endpoint.COUNT_TOKENS,
                         validate_anthropic_count_tokens)
 
 
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions", include_in_schema=False)
-async def chat_completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions."""
-    return await _serve(request, services, principal, Dialect.OPENAI_CHAT, Endpoint.CHAT, validate_chat)
+    return await _serve(request, Dialect.OPENAI_CHAT, Endpoint.CHAT, validate_chat)
 
 
 @router.post("/v1/responses")
 @router.post("/responses", include_in_schema=False)
-async def responses(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+async def responses(request: Request) -> Response:
     """OpenAI Responses."""
-    return await _serve(request, services, principal, Dialect.OPENAI_RESPONSES, Endpoint.RESPONSES,
+    return await _serve(request, Dialect.OPENAI_RESPONSES, Endpoint.RESPONSES,
                         validate_responses)

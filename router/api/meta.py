@@ -48,8 +48,16 @@ async def health() -> Response:
 async def ready(services: ServicesDep) -> Response:
     """Readiness: every dependency the proxy needs is usable."""
     checks = services.readiness()
-    is_ready = all(check["ok"] for check in checks.values())
-    return _json({"status": "ready" if is_ready else "degraded", "checks": checks}, 200 if is_ready else 503)
+    is_ready = all(check["ok"] for check in checks.values() if check.get("required"))
+    degraded = any(not check["ok"] for check in checks.values())
+    status = "unavailable" if not is_ready else ("degraded" if degraded else "ready")
+    return _json({"status": status, "checks": checks}, 200 if is_ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.api_route("/", methods=["GET", "HEAD"])

@@ -215,3 +215,11 @@ def test_cross_provider_cascade_for_responses_client(gpt: openai.OpenAI, upstrea
     assert final.model == "cascade/mixed"
     paths = [item["path"] for item in received_with(upstream, tag)]
     assert paths == (["/v1/chat/completions", "/v1/messages"] if weak else ["/v1/chat/completions"])
+
+
+def test_metrics_count_routes_and_drafts(cascade_proxy: BackgroundServer, claude: anthropic.Anthropic) -> None:
+    claude.messages.create(model="claude-opus-4-8", max_tokens=16, messages=[{"role": "user", "content": marker()}])
+    text = httpx.get(cascade_proxy.url + "/metrics").text
+    assert 'cascadeflow_drafts_total{outcome="accepted"}' in text
+    assert 'cascadeflow_requests_total{endpoint="messages",route="draft"}' in text
+    assert "cascadeflow_cost_usd_total" in text
