@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from router.auth import hash_key
 from router.errors import ConfigError
@@ -72,6 +73,36 @@ def _hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from router.demo import format_report, run_demo
+
+    started = time.perf_counter()
+    report = run_demo(limit_per_source=args.limit, threshold=args.threshold, concurrency=args.concurrency,
+                      latency_ms=args.latency_ms, sources=args.source)
+    print(format_report(report))
+    print(f"\n{len(report.served)} requests in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _replay_upstream(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router.replay.answers import AnswerSource
+    from router.replay.dataset import DatasetSource, load_rows
+    from router.replay.scripted import ScriptedSource
+    from router.replay.server import create_upstream_app
+
+    source: AnswerSource = ScriptedSource()
+    if args.source == "dataset":
+        source = DatasetSource(load_rows(args.data) if args.data else load_rows())
+    app = create_upstream_app(source, latency_s=args.latency_ms / 1000.0, stream_delay_s=args.stream_delay_ms / 1000.0)
+    print(f"replay upstream ({args.source}) on http://{args.host}:{args.port}  (OpenAI base URL: .../v1)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="cascadeflow", description="CascadeFlow Router")
@@ -89,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", help="validate a config file without starting")
     check.add_argument("file")
     check.set_defaults(handler=_check)
+
+    demo = commands.add_parser("demo", help="no-key demo: cascade on real answers from labelled data")
+    demo.add_argument("--limit", type=int, default=60, help="prompts per source")
+    demo.add_argument("--threshold", type=float, default=0.95)
+    demo.add_argument("--concurrency", type=int, default=8)
+    demo.add_argument("--latency-ms", type=float, default=0.0)
+    demo.add_argument("--source", nargs="+", default=["gsm8k", "mt_bench"], choices=["gsm8k", "mt_bench"])
+    demo.set_defaults(handler=_demo)
+
+    replay = commands.add_parser("replay-upstream", help="a local upstream speaking the providers' wire formats")
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=int, default=8100)
+    replay.add_argument("--latency-ms", type=float, default=0.0)
+    replay.add_argument("--stream-delay-ms", type=float, default=0.0)
+    replay.add_argument("--source", choices=["scripted", "dataset"], default="dataset")
+    replay.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: data/routellm/dev.jsonl)")
+    replay.set_defaults(handler=_replay_upstream)
 
     keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)
     hashing = keys.add_parser("hash", help="print the SHA-256 digest to put in auth.keys[].key_sha256")
