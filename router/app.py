@@ -15,7 +15,7 @@ from router.services import Services
 from router.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from router.embedding.encoder import Encoder  # type: ignore[import-not-found]
+    from router.embedding.encoder import Encoder
 
 
 def create_app(settings: Settings, encoder: Encoder | None = None) -> FastAPI:

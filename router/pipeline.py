@@ -18,7 +18,7 @@ from router.settings import CascadeRule
 from router.types import Answer, ClientCall, Endpoint, JSONAnswer, JSONObject, StreamAnswer, client_family
 
 if TYPE_CHECKING:
-    from router.caching import CacheLayer, CacheProbe  # type: ignore[import-not-found]
+    from router.caching import CacheLayer, CacheProbe
 
 logger = logging.getLogger("router.pipeline")
 

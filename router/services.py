@@ -19,8 +19,8 @@ from router.scoring import ConfidenceScorer
 from router.settings import Settings
 
 if TYPE_CHECKING:
-    from router.caching import CacheLayer  # type: ignore[import-not-found]
-    from router.embedding.encoder import Encoder  # type: ignore[import-not-found]
+    from router.caching import CacheLayer
+    from router.embedding.encoder import Encoder
 
 logger = logging.getLogger("router.services")
 
@@ -56,7 +56,7 @@ class Services:
         semantic = None
         if settings.cache.enabled and encoder is not None:
             from router.caching import CacheLayer
-            from router.semantic_setup import build_semantic_cache  # type: ignore[import-not-found]
+            from router.semantic_setup import build_semantic_cache
 
             semantic = build_semantic_cache(settings.cache)
             cache_layer = CacheLayer(encoder, semantic, metrics, threshold=settings.cache.similarity_threshold,

@@ -107,7 +107,7 @@ class CascadeRule(_Strict):
 class EmbeddingSettings(_Strict):
     """The sentence encoder shared by the cache and the learned router."""
 
-    enabled: bool = False
+    enabled: bool = True
     max_batch: int = Field(32, ge=1, le=512)
     window_ms: float = Field(3.0, ge=0.0, le=100.0)
     max_chars: int = Field(2000, ge=64)
@@ -115,13 +115,9 @@ class EmbeddingSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    """The semantic cache: embedded (in-process FAISS, persisted to a directory) or shared through Redis."""
+    """The semantic cache: in-process FAISS indexes per scope (a Redis-shared mode is planned)."""
 
-    enabled: bool = False
-    mode: Literal["embedded", "redis"] = "embedded"
-    directory: str | None = ".cache/semantic"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "cf:cache"
+    enabled: bool = True
     similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
     ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
     capacity: int = Field(100_000, ge=1)

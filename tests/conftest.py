@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from router.app import create_app
+from router.embedding.encoder import Encoder
 from router.replay.runner import BackgroundServer
 from router.replay.scripted import ScriptedSource
 from router.replay.server import create_upstream_app
@@ -28,8 +29,8 @@ def proxy_factory(upstream: BackgroundServer) -> Iterator[ProxyFactory]:
     """Start extra proxies with their own settings; all are stopped at the end of the session."""
     started: list[BackgroundServer] = []
 
-    def start(settings: Settings | None = None, **sections: Any) -> BackgroundServer:
-        server = BackgroundServer(create_app(settings or proxy_settings(upstream.url, **sections)))
+    def start(settings: Settings | None = None, encoder: Encoder | None = None, **sections: Any) -> BackgroundServer:
+        server = BackgroundServer(create_app(settings or proxy_settings(upstream.url, **sections), encoder))
         server.start()
         started.append(server)
         return server
@@ -43,3 +44,11 @@ def proxy_factory(upstream: BackgroundServer) -> Iterator[ProxyFactory]:
 def proxy(proxy_factory: ProxyFactory) -> BackgroundServer:
     """The default proxy: pass-through auth, every provider on the scripted upstream."""
     return proxy_factory()
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    """The real all-MiniLM-L6-v2 encoder, loaded once for the whole session."""
+    loaded = Encoder()
+    loaded.load()
+    return loaded

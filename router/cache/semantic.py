@@ -1,0 +1,145 @@
+"""The semantic cache: per-scope FAISS inner-product indexes over normalised vectors, TTL and a capacity bound."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored answer (an Anthropic message as JSON bytes) and what it is found by."""
+
+    entry_id: int
+    scope: str
+    exact_key: str
+    vector: NDArray[np.float32]
+    payload: bytes
+    created_at: float
+    expires_at: float
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A served entry, how similar its last turn was, and whether it matched exactly."""
+
+    entry: CacheEntry
+    similarity: float
+    exact: bool
+
+
+class VectorIndex:
+    """FAISS only: one flat inner-product index per scope (scopes are small: the history is part of them)."""
+
+    def __init__(self, dimension: int) -> None:
+        self._dimension = dimension
+        self._indexes: dict[str, faiss.IndexIDMap2] = {}
+        self._lock = threading.Lock()
+
+    def add(self, scope: str, entry_id: int, vector: NDArray[np.float32]) -> None:
+        """Index one vector under a scope."""
+        with self._lock:
+            index = self._indexes.get(scope)
+            if index is None:
+                index = self._indexes[scope] = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
+            index.add_with_ids(vector.reshape(1, -1), np.array([entry_id], dtype=np.int64))
+
+    def remove(self, scope: str, entry_id: int) -> None:
+        """Forget one vector."""
+        with self._lock:
+            index = self._indexes.get(scope)
+            if index is not None:
+                index.remove_ids(np.array([entry_id], dtype=np.int64))  # type: ignore[arg-type]
+                if index.ntotal == 0:
+                    del self._indexes[scope]
+
+    def search(self, scope: str, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        """The k nearest (id, cosine similarity) within one scope."""
+        with self._lock:
+            index = self._indexes.get(scope)
+            if index is None:
+                return []
+            similarities, ids = index.search(vector.reshape(1, -1), min(k, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], similarities[0], strict=True) if i >= 0]
+
+
+class SemanticCache:
+    """Exact fast path, then similarity within the scope; expired entries are never served."""
+
+    def __init__(self, *, dimension: int, threshold: float, ttl_s: float, capacity: int) -> None:
+        self.threshold = threshold
+        self._ttl_s = ttl_s
+        self._capacity = capacity
+        self._index = VectorIndex(dimension)
+        self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
+        self._exact: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self.hits = 0
+        self.misses = 0
+
+    async def start(self) -> None:
+        """Nothing to load for the in-process store."""
+
+    async def stop(self) -> None:
+        """Nothing to flush for the in-process store."""
+
+    def status(self) -> dict[str, object]:
+        """State for /ready."""
+        return {"mode": "embedded", "entries": len(self._entries), "healthy": True, "hits": self.hits,
+                "misses": self.misses}
+
+    def _live(self, entry_id: int, now: float) -> CacheEntry | None:
+        entry = self._entries.get(entry_id)
+        if entry is None:
+            return None
+        if entry.expires_at <= now:
+            self._drop(entry)
+            return None
+        return entry
+
+    def _drop(self, entry: CacheEntry) -> None:
+        self._entries.pop(entry.entry_id, None)
+        if self._exact.get(entry.exact_key) == entry.entry_id:
+            del self._exact[entry.exact_key]
+        self._index.remove(entry.scope, entry.entry_id)
+
+    async def lookup(self, scope: str, exact_key: str, vector: NDArray[np.float32],
+                     threshold: float | None = None) -> CacheHit | None:
+        """The best live entry of the scope at or above the threshold."""
+        now = time.time()
+        exact_id = self._exact.get(exact_key)
+        if exact_id is not None and (entry := self._live(exact_id, now)) is not None:
+            self.hits += 1
+            return CacheHit(entry, 1.0, True)
+        candidates = await asyncio.to_thread(self._index.search, scope, vector, 4)
+        for entry_id, similarity in candidates:
+            entry = self._live(entry_id, now)
+            if entry is not None and similarity >= (self.threshold if threshold is None else threshold):
+                self.hits += 1
+                return CacheHit(entry, similarity, False)
+        self.misses += 1
+        return None
+
+    async def remember(self, scope: str, exact_key: str, vector: NDArray[np.float32], payload: bytes,
+                       meta: dict[str, str]) -> None:
+        """Store an answer; the oldest entries make room past the capacity."""
+        now = time.time()
+        entry = CacheEntry(next(self._ids), scope, exact_key, vector, payload, now, now + self._ttl_s, meta)
+        previous = self._exact.get(exact_key)
+        if previous is not None and previous in self._entries:
+            self._drop(self._entries[previous])
+        self._entries[entry.entry_id] = entry
+        self._exact[exact_key] = entry.entry_id
+        await asyncio.to_thread(self._index.add, scope, entry.entry_id, vector)
+        while len(self._entries) > self._capacity:
+            _, oldest = next(iter(self._entries.items()))
+            self._drop(oldest)
