@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from router.cache.guard import guard_terms
 from router.embedding.text import turn_text
 from router.types import JSONObject
 
@@ -55,11 +56,14 @@ def _conversation(request: JSONObject) -> list[JSONObject]:
 
 
 def cache_scope(*, tenant: str, model: str, request: JSONObject) -> CacheScope:
-    """Tenant, model, system prompt (without Claude Code's per-request billing line), tools, sampling, history."""
-    history = _conversation(request)[:-1]
+    """Tenant, model, system prompt (without Claude Code's per-request billing line), tools, sampling, history,
+    and the numbers and polarity words of the last turn (router/cache/guard.py)."""
+    conversation = _conversation(request)
+    history = conversation[:-1]
+    guard = guard_terms(turn_text(conversation[-1].get("content"))) if conversation else ()
     sampling = {key: _canonical(request.get(key)) for key in SAMPLING_KEYS if request.get(key) is not None}
     return CacheScope(_digest(tenant, model, _system_parts(request), _canonical(request.get("tools") or []),
-                              sampling, _canonical(history, _VOLATILE_IN_HISTORY)))
+                              sampling, _canonical(history, _VOLATILE_IN_HISTORY), guard))
 
 
 def exact_key(scope: CacheScope, request: JSONObject) -> str:

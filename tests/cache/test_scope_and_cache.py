@@ -94,3 +94,13 @@ def test_semantic_cache_exact_similar_scope_ttl_capacity() -> None:
         assert await short.lookup("s", "k", base) is None, "expired"
 
     asyncio.run(scenario())
+
+
+def test_guard_pins_numbers_and_polarity_into_the_scope() -> None:
+    def scope_for(text: str) -> str:
+        return scope_of({"messages": [{"role": "user", "content": text}]})
+
+    assert scope_for("What is 17 plus 25?") != scope_for("What is 17 plus 26?")
+    assert scope_for("Which foods contain gluten?") != scope_for("Which foods do not contain gluten?")
+    assert scope_for("How do I enable 2FA?") != scope_for("How do I disable 2FA?")
+    assert scope_for("How do I reverse a list in Python?") == scope_for("How can I reverse a list in Python?")
