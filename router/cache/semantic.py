@@ -53,6 +53,14 @@ class VectorIndex:
                 index = self._indexes[scope] = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
             index.add_with_ids(vector.reshape(1, -1), np.array([entry_id], dtype=np.int64))
 
+    def add_many(self, scope: str, entry_ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Index many vectors under a scope at once (bulk loads, benchmarks)."""
+        with self._lock:
+            index = self._indexes.get(scope)
+            if index is None:
+                index = self._indexes[scope] = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
+            index.add_with_ids(vectors, entry_ids)
+
     def remove(self, scope: str, entry_id: int) -> None:
         """Forget one vector."""
         with self._lock:
