@@ -9,8 +9,14 @@ from router.settings import CacheSettings
 
 
 def build_semantic_cache(settings: CacheSettings) -> SemanticCache:
-    """The in-process cache (FAISS per scope, TTL, capacity)."""
+    """The cache: FAISS per scope, TTL, capacity; shared through Redis in `redis` mode."""
     threshold = settings.similarity_threshold
     if threshold is None:
         threshold = DEFAULT_SIMILARITY_THRESHOLD
-    return SemanticCache(dimension=DIMENSION, threshold=threshold, ttl_s=settings.ttl_s, capacity=settings.capacity)
+    share = None
+    if settings.mode == "redis":
+        from router.cache.shared import RedisShare
+
+        share = RedisShare(settings.redis_url, settings.redis_prefix, settings.capacity)
+    return SemanticCache(dimension=DIMENSION, threshold=threshold, ttl_s=settings.ttl_s, capacity=settings.capacity,
+                         share=share)

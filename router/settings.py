@@ -115,9 +115,12 @@ class EmbeddingSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    """The semantic cache: in-process FAISS indexes per scope (a Redis-shared mode is planned)."""
+    """The semantic cache: FAISS per scope in each process; `redis` mode shares entries across replicas."""
 
     enabled: bool = True
+    mode: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "cascadeflow:cache"
     similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
     ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
     capacity: int = Field(100_000, ge=1)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from router.cache.shared import RedisShare
 
 
 @dataclass(frozen=True)
@@ -83,27 +87,37 @@ class VectorIndex:
 class SemanticCache:
     """Exact fast path, then similarity within the scope; expired entries are never served."""
 
-    def __init__(self, *, dimension: int, threshold: float, ttl_s: float, capacity: int) -> None:
+    def __init__(self, *, dimension: int, threshold: float, ttl_s: float, capacity: int,
+                 share: RedisShare | None = None) -> None:
         self.threshold = threshold
+        self._share = share
+        self._own_ids: set[int] = set()
         self._ttl_s = ttl_s
         self._capacity = capacity
         self._index = VectorIndex(dimension)
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self._exact: dict[str, int] = {}
-        self._ids = itertools.count(1)
         self.hits = 0
         self.misses = 0
 
     async def start(self) -> None:
-        """Nothing to load for the in-process store."""
+        """In shared mode, follow the other replicas' entries (existing ones first)."""
+        if self._share is not None:
+            self._share.start(self._insert, self._own_ids.__contains__)
 
     async def stop(self) -> None:
-        """Nothing to flush for the in-process store."""
+        """Stop following the other replicas."""
+        if self._share is not None:
+            await self._share.stop()
 
     def status(self) -> dict[str, object]:
-        """State for /ready."""
-        return {"mode": "embedded", "entries": len(self._entries), "healthy": True, "hits": self.hits,
-                "misses": self.misses}
+        """State for /ready: shared mode is unhealthy (degraded to local) while Redis fails."""
+        status: dict[str, object] = {"mode": "embedded", "entries": len(self._entries), "healthy": True,
+                                     "hits": self.hits, "misses": self.misses}
+        if self._share is not None:
+            status.update(mode="redis", healthy=self._share.healthy, redis_errors=self._share.errors,
+                          last_error=self._share.last_error)
+        return status
 
     def _live(self, entry_id: int, now: float) -> CacheEntry | None:
         entry = self._entries.get(entry_id)
@@ -141,13 +155,23 @@ class SemanticCache:
                        meta: dict[str, str]) -> None:
         """Store an answer; the oldest entries make room past the capacity."""
         now = time.time()
-        entry = CacheEntry(next(self._ids), scope, exact_key, vector, payload, now, now + self._ttl_s, meta)
+        entry_id = secrets.randbits(62)
+        self._own_ids.add(entry_id)
+        entry = CacheEntry(entry_id, scope, exact_key, vector, payload, now, now + self._ttl_s, meta)
+        await self._insert(entry)
+        if self._share is not None:
+            await self._share.publish(entry)
+
+    async def _insert(self, entry: CacheEntry) -> None:
+        """Index an entry (local, or from another replica); the oldest make room past the capacity."""
+        exact_key = entry.exact_key
         previous = self._exact.get(exact_key)
         if previous is not None and previous in self._entries:
             self._drop(self._entries[previous])
         self._entries[entry.entry_id] = entry
         self._exact[exact_key] = entry.entry_id
-        await asyncio.to_thread(self._index.add, scope, entry.entry_id, vector)
+        await asyncio.to_thread(self._index.add, entry.scope, entry.entry_id, entry.vector)
         while len(self._entries) > self._capacity:
             _, oldest = next(iter(self._entries.items()))
+            self._own_ids.discard(oldest.entry_id)
             self._drop(oldest)
