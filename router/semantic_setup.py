@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from router.cache.scope import DEFAULT_SIMILARITY_THRESHOLD
 from router.cache.semantic import SemanticCache
 from router.embedding.encoder import DIMENSION
@@ -19,4 +21,4 @@ def build_semantic_cache(settings: CacheSettings) -> SemanticCache:
 
         share = RedisShare(settings.redis_url, settings.redis_prefix, settings.capacity)
     return SemanticCache(dimension=DIMENSION, threshold=threshold, ttl_s=settings.ttl_s, capacity=settings.capacity,
-                         share=share)
+                         share=share, directory=Path(settings.directory) if settings.directory else None)

@@ -121,6 +121,7 @@ class CacheSettings(_Strict):
     mode: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "cascadeflow:cache"
+    directory: str | None = ".cache/semantic"
     similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
     ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
     capacity: int = Field(100_000, ge=1)

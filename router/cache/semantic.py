@@ -8,6 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import faiss
@@ -88,8 +89,9 @@ class SemanticCache:
     """Exact fast path, then similarity within the scope; expired entries are never served."""
 
     def __init__(self, *, dimension: int, threshold: float, ttl_s: float, capacity: int,
-                 share: RedisShare | None = None) -> None:
+                 share: RedisShare | None = None, directory: Path | None = None) -> None:
         self.threshold = threshold
+        self._directory = directory
         self._share = share
         self._own_ids: set[int] = set()
         self._ttl_s = ttl_s
@@ -101,14 +103,24 @@ class SemanticCache:
         self.misses = 0
 
     async def start(self) -> None:
-        """In shared mode, follow the other replicas' entries (existing ones first)."""
+        """Load the snapshot of the last run; in shared mode, follow the other replicas' entries."""
+        if self._directory is not None:
+            from router.cache.persist import load_snapshot
+
+            for entry in await asyncio.to_thread(load_snapshot, self._directory):
+                self._own_ids.add(entry.entry_id)
+                await self._insert(entry)
         if self._share is not None:
             self._share.start(self._insert, self._own_ids.__contains__)
 
     async def stop(self) -> None:
-        """Stop following the other replicas."""
+        """Stop following the other replicas; write the snapshot."""
         if self._share is not None:
             await self._share.stop()
+        if self._directory is not None:
+            from router.cache.persist import save_snapshot
+
+            await asyncio.to_thread(save_snapshot, self._directory, list(self._entries.values()))
 
     def status(self) -> dict[str, object]:
         """State for /ready: shared mode is unhealthy (degraded to local) while Redis fails."""

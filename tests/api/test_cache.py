@@ -19,7 +19,7 @@ CASCADE = [{"request_model": "claude-opus-4-8", "draft_model": "claude-haiku-4-5
 
 @pytest.fixture(scope="module")
 def cached_proxy(proxy_factory: ProxyFactory, upstream: BackgroundServer, encoder: Encoder) -> BackgroundServer:
-    settings = proxy_settings(upstream.url, embedding={"enabled": True}, cache={"enabled": True},
+    settings = proxy_settings(upstream.url, embedding={"enabled": True}, cache={"enabled": True, "directory": None},
                               cascade_rules=CASCADE)
     return proxy_factory(settings, encoder)
 

@@ -66,7 +66,7 @@ def ask(proxy: BackgroundServer, text: str) -> httpx.Response:
 
 def test_replicas_share_entries_and_survive_redis_going_away(proxy_factory: ProxyFactory, upstream: BackgroundServer,
                                                              encoder: Encoder, redis_port: int) -> None:
-    cache = {"enabled": True, "mode": "redis", "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+    cache = {"enabled": True, "mode": "redis", "directory": None, "redis_url": f"redis://127.0.0.1:{redis_port}/0",
              "redis_prefix": f"test:{uuid.uuid4().hex[:8]}"}
     settings = proxy_settings(upstream.url, embedding={"enabled": True}, cache=cache)
     first, second = proxy_factory(settings, encoder), proxy_factory(settings, encoder)

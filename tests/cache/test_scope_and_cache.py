@@ -104,3 +104,22 @@ def test_guard_pins_numbers_and_polarity_into_the_scope() -> None:
     assert scope_for("Which foods contain gluten?") != scope_for("Which foods do not contain gluten?")
     assert scope_for("How do I enable 2FA?") != scope_for("How do I disable 2FA?")
     assert scope_for("How do I reverse a list in Python?") == scope_for("How can I reverse a list in Python?")
+
+
+def test_embedded_cache_survives_a_restart(tmp_path: Any) -> None:
+    async def scenario() -> None:
+        first = SemanticCache(dimension=384, threshold=0.9, ttl_s=60, capacity=10, directory=tmp_path)
+        await first.start()
+        await first.remember("s", "k", unit(5), b"kept", {"model": "m"})
+        await first.remember("s", "gone", unit(6), b"expired", {})
+        await first.stop()
+        restarted = SemanticCache(dimension=384, threshold=0.9, ttl_s=60, capacity=10, directory=tmp_path)
+        await restarted.start()
+        hit = await restarted.lookup("s", "other-key", unit(5))
+        assert hit is not None and hit.entry.payload == b"kept" and hit.entry.meta == {"model": "m"}
+        assert restarted.status()["entries"] == 2
+        empty = SemanticCache(dimension=384, threshold=0.9, ttl_s=60, capacity=10, directory=tmp_path / "none")
+        await empty.start()
+        assert empty.status()["entries"] == 0
+
+    asyncio.run(scenario())
