@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 
 from router.app import create_app
-from router.cache.semantic import VectorIndex
+from router.cache.index import VectorIndex
 from router.embedding.encoder import Encoder
 from router.replay.runner import BackgroundServer
 from router.replay.scripted import ScriptedSource
@@ -53,15 +53,18 @@ def embedding(encoder: Encoder) -> None:
         print(f"embed()    {callers:>3} concurrent callers: {rate:8.0f} texts/s (micro-batched)")
 
 
-def lookups(sizes: list[int]) -> None:
+def lookups(sizes: list[int], hnsw_sizes: list[int]) -> None:
     rng = np.random.default_rng(0)
-    for size in sizes:
-        index = VectorIndex(384)
+    cells = [(size, "flat IP") for size in sizes] + [(size, "HNSW M=32") for size in hnsw_sizes]
+    for size, kind in cells:
+        index = VectorIndex(384, hnsw_threshold=size + 1 if kind == "flat IP" else 0)
+        built = time.perf_counter()
         for start in range(0, size, 100_000):
             count = min(100_000, size - start)
             vectors = rng.normal(size=(count, 384)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             index.add_many("scope", np.arange(start, start + count, dtype=np.int64), vectors)
+        build_s = time.perf_counter() - built
         queries = rng.normal(size=(50, 384)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         samples = []
@@ -69,7 +72,7 @@ def lookups(sizes: list[int]) -> None:
             begin = time.perf_counter()
             index.search("scope", query, 4)
             samples.append(time.perf_counter() - begin)
-        print(f"lookup     {size:>9,} entries in one scope (flat IP)   {median_ms(samples)}")
+        print(f"lookup     {size:>9,} entries, one scope ({kind:<9}) {median_ms(samples)}  (built in {build_s:.1f} s)")
 
 
 def proxy_latency(encoder: Encoder, requests: int) -> None:
@@ -107,12 +110,13 @@ def proxy_latency(encoder: Encoder, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--hnsw-sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     encoder = Encoder()
     encoder.load()
     embedding(encoder)
-    lookups(args.sizes)
+    lookups(args.sizes, args.hnsw_sizes)
     proxy_latency(encoder, args.requests)
 
 

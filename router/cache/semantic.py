@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
+
+from router.cache.index import VectorIndex
 
 if TYPE_CHECKING:
     from router.cache.shared import RedisShare
@@ -40,49 +40,6 @@ class CacheHit:
     entry: CacheEntry
     similarity: float
     exact: bool
-
-
-class VectorIndex:
-    """FAISS only: one flat inner-product index per scope (scopes are small: the history is part of them)."""
-
-    def __init__(self, dimension: int) -> None:
-        self._dimension = dimension
-        self._indexes: dict[str, faiss.IndexIDMap2] = {}
-        self._lock = threading.Lock()
-
-    def add(self, scope: str, entry_id: int, vector: NDArray[np.float32]) -> None:
-        """Index one vector under a scope."""
-        with self._lock:
-            index = self._indexes.get(scope)
-            if index is None:
-                index = self._indexes[scope] = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
-            index.add_with_ids(vector.reshape(1, -1), np.array([entry_id], dtype=np.int64))
-
-    def add_many(self, scope: str, entry_ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
-        """Index many vectors under a scope at once (bulk loads, benchmarks)."""
-        with self._lock:
-            index = self._indexes.get(scope)
-            if index is None:
-                index = self._indexes[scope] = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
-            index.add_with_ids(vectors, entry_ids)
-
-    def remove(self, scope: str, entry_id: int) -> None:
-        """Forget one vector."""
-        with self._lock:
-            index = self._indexes.get(scope)
-            if index is not None:
-                index.remove_ids(np.array([entry_id], dtype=np.int64))  # type: ignore[arg-type]
-                if index.ntotal == 0:
-                    del self._indexes[scope]
-
-    def search(self, scope: str, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
-        """The k nearest (id, cosine similarity) within one scope."""
-        with self._lock:
-            index = self._indexes.get(scope)
-            if index is None:
-                return []
-            similarities, ids = index.search(vector.reshape(1, -1), min(k, index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], similarities[0], strict=True) if i >= 0]
 
 
 class SemanticCache:

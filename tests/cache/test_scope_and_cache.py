@@ -123,3 +123,20 @@ def test_embedded_cache_survives_a_restart(tmp_path: Any) -> None:
         assert empty.status()["entries"] == 0
 
     asyncio.run(scenario())
+
+
+def test_index_switches_to_hnsw_and_keeps_finding_the_nearest() -> None:
+    from router.cache.index import VectorIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(384, hnsw_threshold=100)
+    index.add_many("s", np.arange(50, dtype=np.int64), vectors[:50])
+    assert index.kind("s") == "flat"
+    index.add_many("s", np.arange(50, 300, dtype=np.int64), vectors[50:])
+    assert index.kind("s") == "hnsw"
+    assert index.search("s", vectors[123], 1)[0][0] == 123
+    index.remove("s", 123)
+    assert all(found != 123 for found, _ in index.search("s", vectors[123], 3)), "tombstoned"
+    assert index.search("other", vectors[0], 1) == []
