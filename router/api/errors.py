@@ -99,6 +99,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, "api_error", "internal error in the proxy")
 
 
+async def render_exception(request: Request, exc: Exception) -> Response:
+    """The answer to an exception raised outside FastAPI's handlers (the hot path), mapped as everywhere else."""
+    if isinstance(exc, ProxyError):
+        return await _proxy_error(request, exc)
+    if isinstance(exc, StarletteHTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map the exception tree to HTTP for every route."""
     app.add_exception_handler(ProxyError, _proxy_error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -57,3 +57,14 @@ async def responses(request: Request) -> Response:
     """OpenAI Responses."""
     return await _serve(request, Dialect.OPENAI_RESPONSES, Endpoint.RESPONSES,
                         validate_responses)
+
+
+HOT_PATHS: dict[str, Callable[[Request], Awaitable[Response]]] = {
+    "/v1/messages": messages,
+    "/v1/messages/count_tokens": count_tokens,
+    "/v1/chat/completions": chat_completions,
+    "/chat/completions": chat_completions,
+    "/v1/responses": responses,
+    "/responses": responses,
+}
+"""POST paths served by the hot path in router/app.py (the same handlers FastAPI routes to)."""
