@@ -62,7 +62,12 @@ class CacheLayer:
             return None
         scope = cache_scope(tenant=call.principal.tenant, model=call.model, request=hub_request)
         key = exact_key(scope, hub_request)
-        hit = await self._cache.lookup(scope.key, key, vector, threshold or self._threshold)
+        try:
+            hit = await self._cache.lookup(scope.key, key, vector, threshold or self._threshold)
+        except Exception:  # a cache failure degrades to a miss, never a failed request
+            logger.exception("cache lookup failed; serving without the cache")
+            self._metrics.inc("cascadeflow_dependency_errors_total", dependency="cache")
+            return CacheProbe(scope.key, key, vector)
         if hit is None:
             self._metrics.inc("cascadeflow_cache_lookups_total", result="miss")
             return CacheProbe(scope.key, key, vector)
