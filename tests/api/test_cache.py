@@ -117,3 +117,20 @@ def test_rejected_draft_is_never_cached(cached_proxy: BackgroundServer, upstream
     assert 'cascadeflow_cache_lookups_total{result="hit"}' in text
     ready = httpx.get(cached_proxy.url + "/ready").json()
     assert ready["checks"]["cache"]["ok"] and ready["checks"]["encoder"]["ok"]
+
+
+class BrokenEncoder(Encoder):
+    """An encoder whose model fails on every call."""
+
+    def encode_batch(self, texts: Any) -> Any:
+        raise RuntimeError("model crashed")
+
+
+def test_a_failing_encoder_degrades_to_no_cache(proxy_factory: ProxyFactory, upstream: BackgroundServer) -> None:
+    broken = BrokenEncoder()
+    broken._model = object()  # looks loaded; every embedding call fails
+    settings = proxy_settings(upstream.url, embedding={"enabled": True}, cache={"enabled": True, "directory": None})
+    proxy = proxy_factory(settings, broken)
+    text, headers = ask(claude_client(proxy), f"Still answered? {marker()}")
+    assert text == "Hello from claude-sonnet-5." and "x-cascadeflow-cache" not in headers
+    assert 'cascadeflow_dependency_errors_total{dependency="encoder"}' in httpx.get(proxy.url + "/metrics").text
