@@ -12,6 +12,13 @@ HELP = {
     "cascadeflow_drafts_total": "Drafts by outcome (accepted, escalated, failed).",
     "cascadeflow_dependency_errors_total": "Dependency failures (cache, log, classifier) that degraded service.",
     "cascadeflow_cost_usd_total": "Spend in USD (actual) and what the strong model alone would have cost (original).",
+    "cascadeflow_router_predictions_total": "Learned router predictions, by whether the draft was skipped.",
+    "cascadeflow_router_predict_seconds_total": "Time spent in learned router predictions.",
+    "cascadeflow_router_artifact_loads_total": "Router artifacts loaded (start-up and hot reloads).",
+    "cascadeflow_router_artifact_refusals_total": "Router artifacts refused (mismatched or corrupt).",
+    "cascadeflow_outcomes_total": "Outcome records by result (queued, dropped).",
+    "cascadeflow_labels_total": "Labels of live traffic by how they were obtained and their value.",
+    "cascadeflow_explorations_total": "Background calls made to label requests, by tier and result.",
 }
 
 
