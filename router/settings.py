@@ -128,6 +128,65 @@ class CacheSettings(_Strict):
     allow_sampled: bool = False
 
 
+class OutcomeLogSettings(_Strict):
+    """The outcome log: one record per request, for retraining the router and tuning its thresholds.
+
+    `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas). Writes are
+    batched off the request path through a bounded queue; prompts and answers are stored only when
+    `store_text` is true (hashes otherwise).
+    """
+
+    enabled: bool = True
+    url: str = "sqlite:///var/outcomes.sqlite"
+    store_text: bool = False
+    store_embeddings: bool = True
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    flush_interval_ms: float = Field(200.0, ge=1.0)
+    retention_days: float | None = Field(90.0, gt=0)
+    max_rows: int | None = Field(1_000_000, ge=1)
+    spool_path: str | None = "var/outcomes.spool.jsonl"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+
+class LearnedRouterSettings(_Strict):
+    """The learned router: a classifier of P(draft good enough) from the request alone.
+
+    The newest valid artifact under `models_dir` is loaded at start-up and swapped in when a newer one
+    appears (checked every `reload_interval_s`). Below `skip_threshold` (the artifact's own when unset)
+    a request skips the draft and goes to the strong model.
+    """
+
+    enabled: bool = True
+    models_dir: str = "models"
+    artifact: str | None = None
+    skip_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    reload_interval_s: float = Field(10.0, gt=0)
+    required: bool = False
+
+
+class LabelSettings(_Strict):
+    """Labels for live traffic: whether the draft was good enough, judged when both answers exist.
+
+    Escalated requests have both answers. A share of accepted drafts (`exploration_rate`) is also sent to
+    the strong model in the background so labels are not limited to what the router already escalates.
+    The judge is `agreement` (embedding similarity, exact or numeric match of the two answers) or `grader`
+    (the strong model grades the draft against its own answer).
+    """
+
+    exploration_rate: float = Field(0.05, ge=0.0, le=1.0)
+    judge: Literal["agreement", "grader"] = "agreement"
+    agreement_similarity: float = Field(0.8, ge=0.0, le=1.0)
+    grader_model: str | None = None
+    max_concurrent: int = Field(4, ge=1)
+
+
 class ProxyKey(_Strict):
     """A client key of the proxy, stored only as its SHA-256 hex digest."""
 
@@ -180,6 +239,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
+    learned_router: LearnedRouterSettings = Field(default_factory=LearnedRouterSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:

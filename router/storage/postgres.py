@@ -1,0 +1,152 @@
+"""The shared outcome log: PostgreSQL through asyncpg, for replicas that train one router on their joint traffic.
+
+The writer thread owns one connection on an event loop of its own (so batches never wait on the proxy's loop);
+queries open a short-lived connection on the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from router.settings import OutcomeLogSettings
+from router.storage.records import (
+    BOOLEAN_COLUMNS,
+    BYTES_COLUMNS,
+    COLUMNS,
+    INTEGER_COLUMNS,
+    LABEL_COLUMNS,
+    REAL_COLUMNS,
+    LabelUpdate,
+    OutcomeRecord,
+    from_row,
+    split_items,
+    to_row,
+)
+from router.storage.writer import BatchedOutcomeLog, Item
+
+TABLE = "cascadeflow_outcomes"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _column_type(name: str) -> str:
+    if name in BOOLEAN_COLUMNS:
+        return "BOOLEAN NOT NULL" if name == "cache_hit" else "BOOLEAN"
+    if name in INTEGER_COLUMNS:
+        return "BIGINT"
+    if name in REAL_COLUMNS:
+        return "DOUBLE PRECISION NOT NULL" if name == "created_at" else "DOUBLE PRECISION"
+    if name in BYTES_COLUMNS:
+        return "BYTEA"
+    return "TEXT NOT NULL" if name in ("request_id", "tenant", "endpoint", "requested_model", "route") else "TEXT"
+
+
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY, "
+    + ", ".join(f"{name} {_column_type(name)}" for name in COLUMNS) + ")",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_request_id ON {TABLE} (request_id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_created_at ON {TABLE} (created_at)",
+)
+INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))})"
+LABEL = (f"UPDATE {TABLE} SET {', '.join(f'{c} = ${i + 1}' for i, c in enumerate(LABEL_COLUMNS))} "
+         f"WHERE request_id = ${len(LABEL_COLUMNS) + 1}")
+
+
+class PostgresOutcomeLog(BatchedOutcomeLog):
+    """Outcome records in a PostgreSQL table, shared by every replica pointed at it."""
+
+    backend = "postgresql"
+
+    def __init__(self, settings: OutcomeLogSettings) -> None:
+        super().__init__(settings)
+        self.url = settings.url
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: Any = None
+
+    def _run_on_writer(self, work: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(work)
+
+    def _open(self) -> None:
+        async def connect() -> Any:
+            connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+            for statement in SCHEMA:
+                await connection.execute(statement)
+            return connection
+
+        self._connection = self._run_on_writer(connect())
+
+    def _write(self, items: list[Item]) -> None:
+        connection = self._connection
+        if connection is None:
+            raise ConnectionError("the outcome log is not connected")
+
+        async def write() -> None:
+            async with connection.transaction():
+                for run in split_items(items):
+                    if isinstance(run[0], OutcomeRecord):
+                        await connection.executemany(INSERT, [to_row(r) for r in run if isinstance(r, OutcomeRecord)])
+                    else:
+                        await connection.executemany(LABEL, [(u.label, u.source, u.detail, u.request_id)
+                                                             for u in run if isinstance(u, LabelUpdate)])
+
+        self._run_on_writer(write())
+
+    def _prune(self, older_than: float | None, max_rows: int | None) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+
+        async def prune() -> None:
+            if older_than is not None:
+                await connection.execute(f"DELETE FROM {TABLE} WHERE created_at < $1", older_than)
+            if max_rows is not None:
+                await connection.execute(f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} "
+                                         "ORDER BY id DESC OFFSET $1)", max_rows)
+
+        self._run_on_writer(prune())
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                self._run_on_writer(connection.close(timeout=CONNECT_TIMEOUT_S))
+            except Exception:  # a broken connection: drop it without the goodbye
+                connection.terminate()
+
+    def _finish(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    async def _fetch(self, sql: str, *parameters: object) -> list[Any]:
+        connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        try:
+            exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
+            return list(await connection.fetch(sql, *parameters)) if exists else []
+        finally:
+            await connection.close()
+
+    async def query(self, *, labelled_only: bool = False, since: float | None = None,
+                    limit: int | None = None) -> list[OutcomeRecord]:
+        """Records, oldest first."""
+        where = ["TRUE"]
+        parameters: list[object] = []
+        if labelled_only:
+            where.append("label IS NOT NULL")
+        if since is not None:
+            parameters.append(since)
+            where.append(f"created_at >= ${len(parameters)}")
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            parameters.append(limit)
+            sql += f" LIMIT ${len(parameters)}"
+        return [from_row(dict(row)) for row in await self._fetch(sql, *parameters)]
+
+    async def count(self) -> int:
+        """How many records the table holds."""
+        rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {TABLE}")
+        return int(rows[0]["n"]) if rows else 0

@@ -1,0 +1,138 @@
+"""The outcome record: one per request, the same columns in SQLite and PostgreSQL, and its spool form."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """What happened to one request: the decisions, the costs, the latencies, and the label when known."""
+
+    request_id: str
+    created_at: float
+    tenant: str
+    endpoint: str
+    requested_model: str
+    route: str
+    reason: str = ""
+    draft_model: str | None = None
+    strong_model: str | None = None
+    cache_hit: bool = False
+    prediction: float | None = None
+    skip_threshold: float | None = None
+    artifact_version: str | None = None
+    features_version: str | None = None
+    features: tuple[float, ...] | None = None
+    embedding: bytes | None = None
+    confidence: float | None = None
+    components: Mapping[str, float] = field(default_factory=dict)
+    accepted: bool | None = None
+    prompt_sha256: str = ""
+    prompt_text: str | None = None
+    draft_text: str | None = None
+    strong_text: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    draft_input_tokens: int | None = None
+    draft_output_tokens: int | None = None
+    cost_usd: float | None = None
+    strong_only_cost_usd: float | None = None
+    latency_ms: float | None = None
+    draft_latency_ms: float | None = None
+    strong_latency_ms: float | None = None
+    label: bool | None = None
+    label_source: str | None = None
+    label_detail: str | None = None
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeRecord))
+BOOLEAN_COLUMNS = frozenset({"cache_hit", "accepted", "label"})
+INTEGER_COLUMNS = frozenset({"input_tokens", "output_tokens", "draft_input_tokens", "draft_output_tokens"})
+REAL_COLUMNS = frozenset({"created_at", "prediction", "skip_threshold", "confidence", "cost_usd",
+                          "strong_only_cost_usd", "latency_ms", "draft_latency_ms", "strong_latency_ms"})
+JSON_COLUMNS = frozenset({"features", "components"})
+BYTES_COLUMNS = frozenset({"embedding"})
+LABEL_COLUMNS = ("label", "label_source", "label_detail")
+
+
+@dataclass(frozen=True)
+class LabelUpdate:
+    """A label that arrives after its record (judged in the background)."""
+
+    request_id: str
+    label: bool
+    source: str
+    detail: str = ""
+
+
+def to_row(record: OutcomeRecord) -> tuple[Any, ...]:
+    """The record's column values, JSON columns as text, in `COLUMNS` order."""
+    values = []
+    for name in COLUMNS:
+        value = getattr(record, name)
+        if name in JSON_COLUMNS:
+            value = None if value is None else json.dumps(list(value) if name == "features" else dict(value))
+        values.append(value)
+    return tuple(values)
+
+
+def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
+    """A record from a database row (either backend)."""
+    values: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = row[name]
+        if value is not None:
+            if name in BOOLEAN_COLUMNS:
+                value = bool(value)
+            elif name in INTEGER_COLUMNS:
+                value = int(value)
+            elif name in REAL_COLUMNS:
+                value = float(value)
+            elif name in BYTES_COLUMNS:
+                value = bytes(value)
+            elif name == "features":
+                value = tuple(float(v) for v in json.loads(value))
+            elif name == "components":
+                value = {str(k): float(v) for k, v in json.loads(value).items()}
+        elif name == "components":
+            value = {}
+        values[name] = value
+    return OutcomeRecord(**values)
+
+
+def to_spool(item: OutcomeRecord | LabelUpdate) -> str:
+    """One spool line (JSON) for a record or a label update."""
+    if isinstance(item, LabelUpdate):
+        return json.dumps({"kind": "label", "request_id": item.request_id, "label": item.label,
+                           "source": item.source, "detail": item.detail})
+    data = dict(zip(COLUMNS, to_row(item), strict=True))
+    if item.embedding is not None:
+        data["embedding"] = base64.b64encode(item.embedding).decode()
+    return json.dumps({"kind": "record", "record": data})
+
+
+def from_spool(line: str) -> OutcomeRecord | LabelUpdate:
+    """A record or label update back from its spool line."""
+    data = json.loads(line)
+    if data["kind"] == "label":
+        return LabelUpdate(data["request_id"], bool(data["label"]), data["source"], data.get("detail", ""))
+    row = dict(data["record"])
+    if row.get("embedding") is not None:
+        row["embedding"] = base64.b64decode(row["embedding"])
+    return from_row(row)
+
+
+def split_items(items: Sequence[OutcomeRecord | LabelUpdate]) -> list[list[OutcomeRecord] | list[LabelUpdate]]:
+    """Consecutive runs of records and of labels, in order (labels must land after the records before them)."""
+    runs: list[list[Any]] = []
+    for item in items:
+        if runs and isinstance(runs[-1][0], type(item)):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs

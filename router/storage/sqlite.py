@@ -1,0 +1,112 @@
+"""The embedded outcome log: one SQLite file in WAL mode, written by the writer thread, read by any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from router.settings import OutcomeLogSettings
+from router.storage.records import COLUMNS, LABEL_COLUMNS, LabelUpdate, OutcomeRecord, from_row, split_items, to_row
+from router.storage.writer import BatchedOutcomeLog, Item
+
+_TYPES = {"created_at": "REAL NOT NULL", "embedding": "BLOB", "cache_hit": "INTEGER NOT NULL"}
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outcomes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(f"{name} {_TYPES.get(name, '')}".strip() for name in COLUMNS) + ")",
+    "CREATE INDEX IF NOT EXISTS outcomes_request_id ON outcomes (request_id)",
+    "CREATE INDEX IF NOT EXISTS outcomes_created_at ON outcomes (created_at)",
+)
+INSERT = f"INSERT INTO outcomes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+LABEL = f"UPDATE outcomes SET {', '.join(f'{c} = ?' for c in LABEL_COLUMNS)} WHERE request_id = ?"
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` as a path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    return Path(url[len("sqlite:///"):])
+
+
+class SQLiteOutcomeLog(BatchedOutcomeLog):
+    """Outcome records in a local SQLite file (WAL, synchronous=FULL: a committed batch survives a crash)."""
+
+    backend = "sqlite"
+
+    def __init__(self, settings: OutcomeLogSettings) -> None:
+        super().__init__(settings)
+        self.path = sqlite_path(settings.url)
+        self._connection: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        for statement in SCHEMA:
+            connection.execute(statement)
+        self._connection = connection
+
+    def _write(self, items: list[Item]) -> None:
+        connection = self._connection
+        if connection is None:
+            raise sqlite3.OperationalError("the outcome log is not open")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for run in split_items(items):
+                if isinstance(run[0], OutcomeRecord):
+                    connection.executemany(INSERT, [to_row(r) for r in run if isinstance(r, OutcomeRecord)])
+                else:
+                    connection.executemany(LABEL, [(u.label, u.source, u.detail, u.request_id)
+                                                   for u in run if isinstance(u, LabelUpdate)])
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def _prune(self, older_than: float | None, max_rows: int | None) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        if older_than is not None:
+            connection.execute("DELETE FROM outcomes WHERE created_at < ?", (older_than,))
+        if max_rows is not None:
+            connection.execute("DELETE FROM outcomes WHERE id IN "
+                               "(SELECT id FROM outcomes ORDER BY id DESC LIMIT -1 OFFSET ?)", (max_rows,))
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
+    def _read(self, sql: str, parameters: tuple[object, ...]) -> list[sqlite3.Row]:
+        if not self.path.exists():
+            return []
+        connection = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            connection.row_factory = sqlite3.Row
+            return list(connection.execute(sql, parameters))
+        finally:
+            connection.close()
+
+    async def query(self, *, labelled_only: bool = False, since: float | None = None,
+                    limit: int | None = None) -> list[OutcomeRecord]:
+        """Records, oldest first (read on a worker thread with its own connection)."""
+        where = ["1 = 1"]
+        parameters: list[object] = []
+        if labelled_only:
+            where.append("label IS NOT NULL")
+        if since is not None:
+            where.append("created_at >= ?")
+            parameters.append(since)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM outcomes WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        rows = await asyncio.to_thread(self._read, sql, tuple(parameters))
+        return [from_row(dict(row)) for row in rows]
+
+    async def count(self) -> int:
+        """How many records the file holds."""
+        rows = await asyncio.to_thread(self._read, "SELECT COUNT(*) AS n FROM outcomes", ())
+        return int(rows[0]["n"]) if rows else 0
