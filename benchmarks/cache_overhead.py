@@ -79,7 +79,7 @@ def proxy_latency(encoder: Encoder, requests: int) -> None:
     upstream = BackgroundServer(create_upstream_app(ScriptedSource(), latency_s=0.02)).start()
     settings = Settings(providers={"anthropic": {"kind": "anthropic", "base_url": upstream.url, "api_key": "k"},
                                    "openai": {"kind": "openai", "base_url": upstream.url + "/v1", "api_key": "k"}},
-                        server={"log_level": "warning"})
+                        server={"log_level": "warning"}, outcome_log={"enabled": False})
     proxy = BackgroundServer(create_app(settings, encoder)).start()
     headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
     body = {"model": "claude-sonnet-5", "max_tokens": 64}

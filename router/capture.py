@@ -115,15 +115,18 @@ class StreamCapture:
 
 
 async def captured(frames: AsyncIterator[bytes], dialect: Dialect, on_complete: OnComplete) -> AsyncIterator[bytes]:
-    """Relay frames unchanged, then hand the rebuilt answer (or None) to on_complete."""
+    """Relay frames unchanged, then hand the rebuilt answer (None if broken or cut off) to on_complete."""
     capture = StreamCapture(dialect)
-    broken = False
-    async for frame in frames:
-        if not broken:
-            try:
-                capture.feed(frame)
-            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
-                logger.debug("could not decode a relayed frame; the answer will not be captured")
-                broken = True
-        yield frame
-    await on_complete(None if broken else capture.message())
+    broken = finished = False
+    try:
+        async for frame in frames:
+            if not broken:
+                try:
+                    capture.feed(frame)
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
+                    logger.debug("could not decode a relayed frame; the answer will not be captured")
+                    broken = True
+            yield frame
+        finished = True
+    finally:  # a client that hangs up still gets its request accounted for (with no answer)
+        await on_complete(capture.message() if finished and not broken else None)

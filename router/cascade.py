@@ -84,16 +84,17 @@ class Cascade:
         self._scorer = scorer
         self._prices = prices
 
-    async def run(self, call: ClientCall, rule: CascadeRule, control: Control,
-                  hub_request: JSONObject) -> tuple[Answer, CascadeOutcome]:
-        """Draft, score, then serve the draft or the strong model."""
+    async def run(self, call: ClientCall, rule: CascadeRule, control: Control, hub_request: JSONObject,
+                  predicted_good: float | None = None) -> tuple[Answer, CascadeOutcome]:
+        """Draft, score (the learned router's prediction is one component), then serve the draft or the strong."""
         draft_target = self._registry.resolve(rule.draft_model, client_family(call.dialect))
         try:
             draft = await run_draft(call, draft_target, hub_request, rule.draft_timeout_s)
         except (DraftFailed, NotServableByDraft) as exc:
             logger.info("draft skipped for %s: %s", call.request_id, exc)
             return await self.strong(call, CascadeOutcome(rule, "strong", str(exc)))
-        evidence = DraftEvidence(request=hub_request, answer=draft.message, logprobs=draft.logprobs)
+        evidence = DraftEvidence(request=hub_request, answer=draft.message, logprobs=draft.logprobs,
+                                 predicted_good=predicted_good)
         score = self._scorer.score(evidence)
         if not accept_draft(score.value, score.hard_fail, rule.quality_threshold, control):
             reason = score.hard_fail or f"confidence {score.value:.3f} below {rule.quality_threshold}"

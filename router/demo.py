@@ -49,7 +49,8 @@ def demo_settings(upstream_url: str, threshold: float) -> Settings:
         models=[{"match": "mixtral-*", "provider": "openai"}, {"match": "gpt-4-*", "provider": "openai"}],
         cascade_rules=[{"request_model": REQUEST_MODEL, "draft_model": DRAFT_MODEL, "verifier_model": REQUEST_MODEL,
                         "quality_threshold": threshold}],
-        embedding={"enabled": False}, cache={"enabled": False},
+        embedding={"enabled": False}, cache={"enabled": False}, outcome_log={"enabled": False},
+        learned_router={"enabled": False},
     )
 
 

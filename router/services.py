@@ -13,7 +13,7 @@ from router.cascade import Cascade
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
 from router.metrics import Metrics
-from router.pipeline import Pipeline
+from router.pipeline import Pipeline, PipelineParts
 from router.providers.registry import ProviderRegistry
 from router.scoring import ConfidenceScorer
 from router.settings import Settings
@@ -21,6 +21,8 @@ from router.settings import Settings
 if TYPE_CHECKING:
     from router.caching import CacheLayer
     from router.embedding.encoder import Encoder
+    from router.learned import LearnedRouter
+    from router.outcomes import OutcomeRecorder
 
 logger = logging.getLogger("router.services")
 
@@ -37,6 +39,8 @@ class Services:
     metrics: Metrics
     encoder: Encoder | None = None
     cache_layer: CacheLayer | None = None
+    learned: LearnedRouter | None = None
+    recorder: OutcomeRecorder | None = None
     _owned: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -45,13 +49,14 @@ class Services:
         registry = ProviderRegistry(settings)
         metrics = Metrics()
         bridge = Bridge()
-        cascade = Cascade(registry, bridge, ConfidenceScorer(), PriceBook())
+        prices = PriceBook()
+        cascade = Cascade(registry, bridge, ConfidenceScorer(), prices)
         if encoder is None and settings.embedding.enabled:
             from router.embedding.encoder import Encoder
 
             embedding = settings.embedding
             encoder = Encoder(max_batch=embedding.max_batch, window_ms=embedding.window_ms,
-                              max_chars=embedding.max_chars)
+                              max_chars=embedding.max_chars, threads=embedding.threads)
         cache_layer = None
         semantic = None
         if settings.cache.enabled and encoder is not None:
@@ -61,12 +66,35 @@ class Services:
             semantic = build_semantic_cache(settings.cache)
             cache_layer = CacheLayer(encoder, semantic, metrics, threshold=settings.cache.similarity_threshold,
                                      allow_sampled=settings.cache.allow_sampled)
-        pipeline = Pipeline(registry, bridge, list(settings.cascade_rules), cascade, metrics, cache_layer)
+        learned = None
+        if settings.learned_router.enabled and settings.cascade_rules and encoder is not None:
+            from router.embedding.encoder import MODEL_NAME
+            from router.learned import LearnedRouter
+
+            learned = LearnedRouter(settings.learned_router, metrics, dimension=encoder.dimension,
+                                    embedding_model=MODEL_NAME)
+        recorder = cls._recorder(settings, registry, metrics, prices, encoder)
+        parts = PipelineParts(cache=cache_layer, learned=learned, encoder=encoder, recorder=recorder)
+        pipeline = Pipeline(registry, bridge, list(settings.cascade_rules), cascade, metrics, parts)
         services = cls(settings=settings, registry=registry, authenticator=Authenticator(settings.auth),
                        pipeline=pipeline, catalog=ModelCatalog(settings, registry), metrics=metrics,
-                       encoder=encoder, cache_layer=cache_layer)
+                       encoder=encoder, cache_layer=cache_layer, learned=learned, recorder=recorder)
         services._owned = [semantic] if semantic is not None else []
         return services
+
+    @staticmethod
+    def _recorder(settings: Settings, registry: ProviderRegistry, metrics: Metrics, prices: PriceBook,
+                  encoder: Encoder | None) -> OutcomeRecorder | None:
+        """The outcome log and, with cascade rules, the labeler of live traffic."""
+        if not settings.outcome_log.enabled:
+            return None
+        from router.labeling import Labeler
+        from router.outcomes import OutcomeRecorder
+        from router.storage import open_outcome_log
+
+        log = open_outcome_log(settings.outcome_log)
+        labeler = Labeler(settings.labels, log, registry, metrics, prices, encoder) if settings.cascade_rules else None
+        return OutcomeRecorder(log, settings.outcome_log, metrics, prices, labeler)
 
     async def start(self) -> None:
         """Open connections, load the encoder (in a thread), start the cache."""
@@ -77,6 +105,10 @@ class Services:
             await self.encoder.start()
         for owned in self._owned:
             await owned.start()
+        if self.recorder is not None:
+            await self.recorder.log.start()
+        if self.learned is not None:
+            await self.learned.start()
 
     def readiness(self) -> dict[str, dict[str, object]]:
         """Each dependency's state for /ready; `required` ones decide readiness, others only degrade."""
@@ -89,11 +121,20 @@ class Services:
         for owned in self._owned:
             status = owned.status()
             checks["cache"] = {"ok": bool(status.get("healthy", False)), "required": False, **status}
+        if self.recorder is not None:
+            status = self.recorder.log.status()
+            checks["outcome_log"] = {"ok": bool(status.get("healthy", False)), "required": False, **status}
+        if self.learned is not None:
+            checks["learned_router"] = self.learned.status()
         return checks
 
     async def stop(self) -> None:
         """Drain background work, close connections."""
         await self.pipeline.drain()
+        if self.learned is not None:
+            await self.learned.stop()
+        if self.recorder is not None:
+            await self.recorder.log.stop()
         for owned in self._owned:
             await owned.stop()
         if self.encoder is not None:

@@ -29,7 +29,8 @@ def proxy_settings(upstream_url: str, **sections: Any) -> Settings:
         {"match": "alias-gpt", "provider": "openai", "upstream_model": "gpt-4o-mini"},
     ]
     data: dict[str, Any] = {"providers": providers, "models": models, "embedding": {"enabled": False},
-                            "cache": {"enabled": False}, **sections}
+                            "cache": {"enabled": False},
+                            "outcome_log": {"enabled": False}, "learned_router": {"enabled": False}, **sections}
     return Settings(**data)
 
 

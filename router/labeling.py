@@ -1,0 +1,137 @@
+"""Labels for live traffic: was the draft good enough? Judged in the background, never on the request path.
+
+An escalated request has both answers: it is judged at once. A share of the others (`labels.exploration_rate`)
+is explored: an accepted draft is also sent to the strong model, and a request the learned router sent straight
+to the strong model is also sent to the draft, so labels are not limited to what the router already escalates.
+Exploration calls cost money: they are counted in `cascadeflow_cost_usd_total{kind="exploration"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from router.costs import PriceBook
+from router.drafting import DraftFailed, run_draft
+from router.metrics import Metrics
+from router.policy.capabilities import NotServableByDraft
+from router.providers.registry import ProviderRegistry
+from router.scoring.agreement import GRADER_SYSTEM, Verdict, grader_prompt, grader_verdict, judge_agreement
+from router.scoring.extract import answer_text
+from router.settings import CascadeRule, LabelSettings
+from router.types import ClientCall, JSONObject, client_family
+
+if TYPE_CHECKING:
+    from router.embedding.encoder import Encoder
+    from router.storage import OutcomeLog
+
+logger = logging.getLogger("router.labeling")
+GRADER_MAX_TOKENS = 8
+
+
+class Labeler:
+    """Judges outcomes and writes their labels to the outcome log."""
+
+    def __init__(self, settings: LabelSettings, log: OutcomeLog, registry: ProviderRegistry, metrics: Metrics,
+                 prices: PriceBook, encoder: Encoder | None = None, rng: random.Random | None = None) -> None:
+        self._settings = settings
+        self._log = log
+        self._registry = registry
+        self._metrics = metrics
+        self._prices = prices
+        self._encoder = encoder
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def escalated(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
+                  draft: JSONObject, strong: JSONObject) -> None:
+        """Label a request that has both answers."""
+        self._spawn(self._label(request_id, call, rule, hub_request, draft, strong))
+
+    def explore(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
+                served: JSONObject, served_by: str) -> bool:
+        """With the exploration probability, fetch the other tier's answer in the background and label."""
+        if self._rng.random() >= self._settings.exploration_rate:
+            return False
+        self._spawn(self._explore(request_id, call, rule, hub_request, served, served_by))
+        return True
+
+    async def _explore(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
+                       served: JSONObject, served_by: str) -> None:
+        other = rule.strong_model if served_by == "draft" else rule.draft_model
+        tier = "strong" if served_by == "draft" else "draft"
+        async with self._slots:
+            try:
+                result = await run_draft(call, self._registry.resolve(other, client_family(call.dialect)),
+                                         hub_request, rule.draft_timeout_s)
+            except (DraftFailed, NotServableByDraft) as exc:
+                logger.info("exploration call to %s failed: %s", other, exc)
+                self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="failed")
+                return
+        self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="ok")
+        self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(other, result.usage).usd,
+                          kind="exploration")
+        draft, strong = (served, result.message) if served_by == "draft" else (result.message, served)
+        await self._label(request_id, call, rule, hub_request, draft, strong)
+
+    async def _label(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
+                     draft: JSONObject, strong: JSONObject) -> None:
+        verdict = None
+        if self._settings.judge == "grader":
+            verdict = await self._grade(call, rule, hub_request, draft, strong)
+        if verdict is None:
+            similarity = await self._similarity(draft, strong)
+            verdict = judge_agreement(hub_request, draft, strong, similarity=similarity,
+                                      threshold=self._settings.agreement_similarity)
+        if verdict is None:
+            self._metrics.inc("cascadeflow_labels_total", source="none", label="none")
+            return
+        self._log.submit_label(request_id, verdict.good, verdict.source, verdict.detail)
+        self._metrics.inc("cascadeflow_labels_total", source=verdict.source.split(":")[0],
+                          label="good" if verdict.good else "bad")
+
+    async def _similarity(self, draft: JSONObject, strong: JSONObject) -> float | None:
+        if self._encoder is None or not self._encoder.loaded:
+            return None
+        texts = answer_text(draft), answer_text(strong)
+        if not texts[0].strip() or not texts[1].strip():
+            return 0.0 if texts[0].strip() != texts[1].strip() else 1.0
+        vectors = await asyncio.gather(*(self._encoder.embed(text) for text in texts))
+        return float(np.dot(vectors[0], vectors[1]))
+
+    async def _grade(self, call: ClientCall, rule: CascadeRule, hub_request: JSONObject, draft: JSONObject,
+                     strong: JSONObject) -> Verdict | None:
+        grader = self._settings.grader_model or rule.strong_model
+        request = {"model": grader, "max_tokens": GRADER_MAX_TOKENS, "system": GRADER_SYSTEM,
+                   "messages": [{"role": "user", "content": grader_prompt(hub_request, draft, strong)}]}
+        async with self._slots:
+            try:
+                result = await run_draft(call, self._registry.resolve(grader, client_family(call.dialect)),
+                                         request, rule.draft_timeout_s)
+            except (DraftFailed, NotServableByDraft) as exc:
+                logger.info("grader %s failed, falling back to agreement: %s", grader, exc)
+                return None
+        self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(grader, result.usage).usd, kind="grader")
+        return grader_verdict(result.message, grader)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("labelling failed: %s", task.exception())
+            self._metrics.inc("cascadeflow_dependency_errors_total", dependency="labels")
+
+    async def drain(self) -> None:
+        """Wait for the labels in flight (at shutdown, and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
