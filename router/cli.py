@@ -103,6 +103,19 @@ def _replay_upstream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_command(name: str, arguments: list[str]) -> int:
+    """`eval` and `train` run the training package's own command lines (they import scikit-learn and torch)."""
+    if name == "eval":
+        from training.evaluate import main as evaluate
+
+        evaluate(arguments)
+    else:
+        from training.train_router import main as train
+
+        train(arguments)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="cascadeflow", description="CascadeFlow Router")
@@ -138,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: data/routellm/dev.jsonl)")
     replay.set_defaults(handler=_replay_upstream)
 
+    commands.add_parser("eval", help="offline evaluation: replay the routing policy on labelled data "
+                        "(APGR, CPT, cost saved; `cascadeflow eval --help`)", add_help=False)
+    commands.add_parser("train", help="train a router artifact from data sets and/or the outcome log "
+                        "(`cascadeflow train --help`)", add_help=False)
+
     keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)
     hashing = keys.add_parser("hash", help="print the SHA-256 digest to put in auth.keys[].key_sha256")
     hashing.add_argument("key", nargs="?", help="the key (default: read one line from stdin)")
@@ -147,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cascadeflow` console script."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in ("eval", "train"):
+        return _training_command(arguments[0], arguments[1:])
+    args = build_parser().parse_args(arguments)
     code: int = args.handler(args)
     return code
 
