@@ -15,7 +15,11 @@ ARG TORCH_INDEX_URL=""
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==2.13.0"; fi \
  && pip install --no-cache-dir .
 
-RUN useradd --create-home --uid 10001 cascadeflow
+RUN useradd --create-home --uid 10001 cascadeflow \
+ && mkdir -p /app/var /app/.cache \
+ && chown cascadeflow /app/var /app/.cache /app/models
+# var/: the outcome log and its spool; .cache/: the semantic cache snapshot; models/: retrained artifacts
+VOLUME ["/app/var"]
 USER cascadeflow
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"

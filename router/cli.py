@@ -61,6 +61,32 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: valid ({len(settings.providers)} providers, {len(settings.models)} model routes, "
           f"{len(settings.cascade_rules)} cascade rules, {len(settings.auth.keys)} proxy keys)")
+    if settings.learned_router.enabled and settings.cascade_rules:
+        return _check_artifact(settings)
+    return 0
+
+
+def _check_artifact(settings: Settings) -> int:
+    """Whether the router artifact the proxy would load matches this code (metadata only: nothing unpickled)."""
+    from router.embedding.encoder import DIMENSION, MODEL_NAME
+    from router.policy.classifier import ArtifactMismatch, check_metadata, latest_artifact_dir, read_metadata
+    from router.policy.features import FEATURES_VERSION
+
+    learned = settings.learned_router
+    directory = Path(learned.artifact) if learned.artifact else latest_artifact_dir(Path(learned.models_dir))
+    if directory is None:
+        print(f"learned router: no artifact under {learned.models_dir}; every cascade request drafts first")
+        return 2 if learned.required else 0
+    try:
+        metadata = read_metadata(directory)
+        check_metadata(metadata, expected_dimension=DIMENSION, expected_features_version=FEATURES_VERSION,
+                       expected_embedding_model=MODEL_NAME)
+    except ArtifactMismatch as exc:
+        print(f"learned router: {directory} refused: {exc}", file=sys.stderr)
+        return 2
+    threshold = learned.skip_threshold if learned.skip_threshold is not None else metadata.thresholds.get(
+        "skip_threshold")
+    print(f"learned router: {directory} (version {metadata.version}, skip threshold {threshold})")
     return 0
 
 

@@ -144,3 +144,18 @@ def test_a_broken_log_store_degrades_without_failing_requests(proxy_factory: Pro
     while not (spool.exists() and '"requested_model": "claude-opus-4-8"' in spool.read_text()):
         assert time.monotonic() < deadline, "the record never reached the spool"
         time.sleep(0.05)
+
+
+def test_the_grader_judge_asks_a_model_and_says_so(proxy_factory: ProxyFactory, upstream: BackgroundServer,
+                                                   encoder: Encoder, tmp_path: Path) -> None:
+    settings = learned_settings(upstream, tmp_path)
+    settings = settings.model_copy(update={"labels": settings.labels.model_copy(
+        update={"judge": "grader", "grader_model": "claude-haiku-4-5"})})
+    proxy = proxy_factory(settings, encoder)
+    tag = marker()  # the scripted grader reads the directive inside the question it is shown: it says YES
+    anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0).messages.create(
+        model="claude-opus-4-8", max_tokens=100, messages=[{"role": "user", "content": f"[[text:YES]] {tag}"}])
+    record = record_with(f"sqlite:///{tmp_path}/outcomes.sqlite", tag, labelled=True)
+    assert record.label is True and record.label_source == "grader:claude-haiku-4-5"
+    grader_calls = [item for item in received_with(upstream, tag) if "Reference answer" in str(item)]
+    assert len(grader_calls) == 1
