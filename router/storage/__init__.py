@@ -34,7 +34,11 @@ class OutcomeLog(Protocol):
         """How many records the store holds."""
 
     def status(self) -> dict[str, object]:
-        """Health and counters, for /ready and the metrics."""
+        """Health and counters, for /ready and the metrics.
+
+        Keys: healthy, backend ("sqlite" | "postgresql"), queued, written, dropped, spooled, rejected (refused
+        by the store as data, kept in `<spool_path>.rejected`), errors, last_error.
+        """
 
     async def stop(self) -> None:
         """Write what is queued and close."""

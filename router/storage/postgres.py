@@ -17,11 +17,13 @@ from router.storage.records import (
     BYTES_COLUMNS,
     COLUMNS,
     INTEGER_COLUMNS,
+    JSON_COLUMNS,
     LABEL_COLUMNS,
     REAL_COLUMNS,
     LabelUpdate,
     OutcomeRecord,
     from_row,
+    label_row,
     split_items,
     to_row,
 )
@@ -29,6 +31,8 @@ from router.storage.writer import BatchedOutcomeLog, Item
 
 TABLE = "cascadeflow_outcomes"
 CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+DATA_ERRORS: tuple[type[Exception], ...] = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 def _column_type(name: str) -> str:
@@ -40,6 +44,8 @@ def _column_type(name: str) -> str:
         return "DOUBLE PRECISION NOT NULL" if name == "created_at" else "DOUBLE PRECISION"
     if name in BYTES_COLUMNS:
         return "BYTEA"
+    if name in JSON_COLUMNS:  # sent and read back as JSON text (asyncpg's default codec), like SQLite's TEXT
+        return "JSONB NOT NULL" if name == "components" else "JSONB"
     return "TEXT NOT NULL" if name in ("request_id", "tenant", "endpoint", "requested_model", "route") else "TEXT"
 
 
@@ -72,9 +78,14 @@ class PostgresOutcomeLog(BatchedOutcomeLog):
 
     def _open(self) -> None:
         async def connect() -> Any:
-            connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
-            for statement in SCHEMA:
-                await connection.execute(statement)
+            connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S,
+                                              command_timeout=COMMAND_TIMEOUT_S)
+            try:
+                for statement in SCHEMA:
+                    await connection.execute(statement)
+            except BaseException:
+                connection.terminate()
+                raise
             return connection
 
         self._connection = self._run_on_writer(connect())
@@ -90,10 +101,12 @@ class PostgresOutcomeLog(BatchedOutcomeLog):
                     if isinstance(run[0], OutcomeRecord):
                         await connection.executemany(INSERT, [to_row(r) for r in run if isinstance(r, OutcomeRecord)])
                     else:
-                        await connection.executemany(LABEL, [(u.label, u.source, u.detail, u.request_id)
-                                                             for u in run if isinstance(u, LabelUpdate)])
+                        await connection.executemany(LABEL, [label_row(u) for u in run if isinstance(u, LabelUpdate)])
 
         self._run_on_writer(write())
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        return super()._is_data_error(exc) or isinstance(exc, DATA_ERRORS)
 
     def _prune(self, older_than: float | None, max_rows: int | None) -> None:
         connection = self._connection
@@ -104,8 +117,8 @@ class PostgresOutcomeLog(BatchedOutcomeLog):
             if older_than is not None:
                 await connection.execute(f"DELETE FROM {TABLE} WHERE created_at < $1", older_than)
             if max_rows is not None:
-                await connection.execute(f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} "
-                                         "ORDER BY id DESC OFFSET $1)", max_rows)
+                await connection.execute(f"DELETE FROM {TABLE} WHERE id <= (SELECT id FROM {TABLE} "
+                                         "ORDER BY id DESC OFFSET $1 LIMIT 1)", max_rows)
 
         self._run_on_writer(prune())
 

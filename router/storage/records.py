@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -57,6 +58,8 @@ REAL_COLUMNS = frozenset({"created_at", "prediction", "skip_threshold", "confide
                           "strong_only_cost_usd", "latency_ms", "draft_latency_ms", "strong_latency_ms"})
 JSON_COLUMNS = frozenset({"features", "components"})
 BYTES_COLUMNS = frozenset({"embedding"})
+REQUIRED_TEXT_COLUMNS = frozenset({"request_id", "tenant", "endpoint", "requested_model", "route", "reason",
+                                   "prompt_sha256"})
 LABEL_COLUMNS = ("label", "label_source", "label_detail")
 
 
@@ -70,19 +73,60 @@ class LabelUpdate:
     detail: str = ""
 
 
+def clean_text(value: object) -> str:
+    """Text every store accepts: NUL (refused by PostgreSQL) and lone surrogates become U+FFFD."""
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def _number(value: object) -> float | str:
+    """A float for JSON: non-finite values as strings ("nan", "inf"), which JSONB refuses as numbers."""
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else repr(number)
+
+
+def _cell(name: str, value: Any) -> Any:
+    """One column's value, coerced to the type both stores hold (raises on values that cannot be)."""
+    if value is None:
+        if name == "components":
+            return "{}"
+        if name == "cache_hit":
+            return False
+        return "" if name in REQUIRED_TEXT_COLUMNS else None
+    if name in BOOLEAN_COLUMNS:
+        return bool(value)
+    if name in INTEGER_COLUMNS:
+        return int(value)
+    if name in REAL_COLUMNS:  # NaN as NULL: SQLite cannot hold a NaN, so neither does PostgreSQL
+        number = float(value)
+        return None if math.isnan(number) else number
+    if name in BYTES_COLUMNS:
+        return bytes(value)
+    if name == "features":
+        return json.dumps([_number(v) for v in value])
+    if name == "components":
+        return json.dumps({clean_text(k): _number(v) for k, v in dict(value).items()}, sort_keys=True)
+    return clean_text(value)
+
+
 def to_row(record: OutcomeRecord) -> tuple[Any, ...]:
-    """The record's column values, JSON columns as text, in `COLUMNS` order."""
-    values = []
-    for name in COLUMNS:
-        value = getattr(record, name)
-        if name in JSON_COLUMNS:
-            value = None if value is None else json.dumps(list(value) if name == "features" else dict(value))
-        values.append(value)
-    return tuple(values)
+    """The record's column values in `COLUMNS` order: plain Python types, JSON columns as text."""
+    return tuple(_cell(name, getattr(record, name)) for name in COLUMNS)
+
+
+def label_row(update: LabelUpdate) -> tuple[bool, str, str, str]:
+    """A label update's parameters: label, source, detail, then the request id."""
+    return bool(update.label), clean_text(update.source), clean_text(update.detail), clean_text(update.request_id)
 
 
 def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
-    """A record from a database row (either backend)."""
+    """A record from a database row (either backend) or a spool line; the same types whatever the store."""
     values: dict[str, Any] = {}
     for name in COLUMNS:
         value = row[name]
@@ -98,7 +142,7 @@ def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
             elif name == "features":
                 value = tuple(float(v) for v in json.loads(value))
             elif name == "components":
-                value = {str(k): float(v) for k, v in json.loads(value).items()}
+                value = {str(k): float(v) for k, v in sorted(json.loads(value).items())}
         elif name == "components":
             value = {}
         values[name] = value
@@ -108,11 +152,12 @@ def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
 def to_spool(item: OutcomeRecord | LabelUpdate) -> str:
     """One spool line (JSON) for a record or a label update."""
     if isinstance(item, LabelUpdate):
-        return json.dumps({"kind": "label", "request_id": item.request_id, "label": item.label,
-                           "source": item.source, "detail": item.detail})
+        label, source, detail, request_id = label_row(item)
+        return json.dumps({"kind": "label", "request_id": request_id, "label": label, "source": source,
+                           "detail": detail})
     data = dict(zip(COLUMNS, to_row(item), strict=True))
-    if item.embedding is not None:
-        data["embedding"] = base64.b64encode(item.embedding).decode()
+    if data["embedding"] is not None:
+        data["embedding"] = base64.b64encode(data["embedding"]).decode()
     return json.dumps({"kind": "record", "record": data})
 
 

@@ -7,7 +7,16 @@ import sqlite3
 from pathlib import Path
 
 from router.settings import OutcomeLogSettings
-from router.storage.records import COLUMNS, LABEL_COLUMNS, LabelUpdate, OutcomeRecord, from_row, split_items, to_row
+from router.storage.records import (
+    COLUMNS,
+    LABEL_COLUMNS,
+    LabelUpdate,
+    OutcomeRecord,
+    from_row,
+    label_row,
+    split_items,
+    to_row,
+)
 from router.storage.writer import BatchedOutcomeLog, Item
 
 _TYPES = {"created_at": "REAL NOT NULL", "embedding": "BLOB", "cache_hit": "INTEGER NOT NULL"}
@@ -40,12 +49,11 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._connection = connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        for statement in SCHEMA:
+        for statement in SCHEMA:  # on failure the writer closes the connection
             connection.execute(statement)
-        self._connection = connection
 
     def _write(self, items: list[Item]) -> None:
         connection = self._connection
@@ -57,12 +65,15 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
                 if isinstance(run[0], OutcomeRecord):
                     connection.executemany(INSERT, [to_row(r) for r in run if isinstance(r, OutcomeRecord)])
                 else:
-                    connection.executemany(LABEL, [(u.label, u.source, u.detail, u.request_id)
-                                                   for u in run if isinstance(u, LabelUpdate)])
+                    connection.executemany(LABEL, [label_row(u) for u in run if isinstance(u, LabelUpdate)])
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        return super()._is_data_error(exc) or isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError)
 
     def _prune(self, older_than: float | None, max_rows: int | None) -> None:
         connection = self._connection
@@ -71,8 +82,8 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
         if older_than is not None:
             connection.execute("DELETE FROM outcomes WHERE created_at < ?", (older_than,))
         if max_rows is not None:
-            connection.execute("DELETE FROM outcomes WHERE id IN "
-                               "(SELECT id FROM outcomes ORDER BY id DESC LIMIT -1 OFFSET ?)", (max_rows,))
+            connection.execute("DELETE FROM outcomes WHERE id <= "
+                               "(SELECT id FROM outcomes ORDER BY id DESC LIMIT 1 OFFSET ?)", (max_rows,))
 
     def _close(self) -> None:
         if self._connection is not None:
@@ -85,6 +96,9 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
         connection = sqlite3.connect(self.path, timeout=30.0)
         try:
             connection.row_factory = sqlite3.Row
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+                                  ).fetchone() is None:
+                return []  # a file the writer has not set up (yet)
             return list(connection.execute(sql, parameters))
         finally:
             connection.close()

@@ -3,28 +3,38 @@
 `submit` never blocks and never raises: a full queue drops the record and counts it. The writer thread
 commits each batch in one transaction; `flush()` returns once everything submitted before it is committed
 (or, while the store is failing, appended to the spool file and fsynced): that is what an acknowledged
-record means. The spool is replayed, in order, as soon as the store accepts writes again.
+record means. The spool is replayed, in order, as soon as the store accepts writes again (retried with
+exponential backoff). A record the store refuses as data (not as an outage) is written to a `.rejected` file
+next to the spool instead of wedging the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from router.settings import OutcomeLogSettings
-from router.storage.records import LabelUpdate, OutcomeRecord, from_spool, to_spool
+from router.storage.records import LabelUpdate, OutcomeRecord
+from router.storage.spool import Item, Spool
 
 logger = logging.getLogger("router.storage")
-Item = OutcomeRecord | LabelUpdate
 RETENTION_EVERY_S = 60.0
-RETRY_EVERY_S = 1.0
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+DATA_ERRORS: tuple[type[Exception], ...] = (TypeError, ValueError, OverflowError)
+
+__all__ = ["BatchedOutcomeLog", "Item"]
+
+
+def _records(items: Sequence[Item]) -> int:
+    return sum(isinstance(item, OutcomeRecord) for item in items)
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,10 @@ class _Marker:
     prune: bool = False
 
     def done(self) -> None:
-        self.loop.call_soon_threadsafe(self._resolve)
+        try:
+            self.loop.call_soon_threadsafe(self._resolve)
+        except RuntimeError:  # the waiting loop is closed: nobody is waiting any more
+            pass
 
     def _resolve(self) -> None:
         if not self.future.done():
@@ -53,12 +66,15 @@ class BatchedOutcomeLog(ABC):
         self.settings = settings
         self._queue: queue.Queue[Item | _Marker] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
-        self._spool = Path(settings.spool_path) if settings.spool_path else None
+        self._spool = Spool(Path(settings.spool_path)) if settings.spool_path else None
+        self._lock = threading.Lock()
         self._healthy = False
-        self._counts = {"written": 0, "dropped": 0, "spooled": 0, "errors": 0}
+        self._stopped = False
+        self._counts = {"written": 0, "dropped": 0, "spooled": 0, "rejected": 0, "errors": 0}
         self._last_error: str | None = None
-        self._last_retention = 0.0
-        self._last_retry = 0.0
+        self._next_retention = 0.0
+        self._next_retry = 0.0
+        self._retry_delay = RETRY_MIN_S
 
     # --- what a backend provides (called on the writer thread, except the async queries) -------------------
 
@@ -68,7 +84,7 @@ class BatchedOutcomeLog(ABC):
 
     @abstractmethod
     def _write(self, items: list[Item]) -> None:
-        """Write records and label updates, in order, in one transaction."""
+        """Write records and label updates, in order, in one transaction (all or nothing)."""
 
     @abstractmethod
     def _prune(self, older_than: float | None, max_rows: int | None) -> None:
@@ -77,6 +93,10 @@ class BatchedOutcomeLog(ABC):
     @abstractmethod
     def _close(self) -> None:
         """Close the writer's connection."""
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        """Whether the store refused the items themselves (as opposed to being unavailable)."""
+        return isinstance(exc, DATA_ERRORS)
 
     @abstractmethod
     async def query(self, *, labelled_only: bool = False, since: float | None = None,
@@ -91,15 +111,18 @@ class BatchedOutcomeLog(ABC):
 
     async def start(self) -> None:
         """Start the writer thread; a store that is down degrades the log (see status) instead of failing."""
-        ready = asyncio.get_running_loop().create_future()
-        marker = _Marker(asyncio.get_running_loop(), ready)
-        self._thread = threading.Thread(target=self._run, args=(marker,), name=f"outcome-log-{self.backend}",
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopped = False
+        loop = asyncio.get_running_loop()
+        ready = _Marker(loop, loop.create_future())
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=f"outcome-log-{self.backend}",
                                         daemon=True)
         self._thread.start()
-        await ready
+        await ready.future
 
     def submit(self, record: OutcomeRecord) -> bool:
-        """Queue a record; False (counted as dropped) when the queue is full."""
+        """Queue a record; False (counted as dropped) when the queue is full or the log stopped."""
         return self._put(record)
 
     def submit_label(self, request_id: str, label: bool, source: str, detail: str = "") -> bool:
@@ -107,19 +130,22 @@ class BatchedOutcomeLog(ABC):
         return self._put(LabelUpdate(request_id, label, source, detail))
 
     def _put(self, item: Item) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._counts["dropped"] += 1
-            return False
-        return True
+        if not self._stopped:
+            try:
+                self._queue.put_nowait(item)
+                return True
+            except queue.Full:
+                pass
+        self._add("dropped", 1)
+        return False
 
     async def flush(self) -> None:
-        """Return once everything submitted before the call is committed (or spooled)."""
+        """Return once everything submitted before the call is committed (or spooled); no-op when not started."""
         await self._marker(stop=False)
 
     async def stop(self) -> None:
-        """Write what is queued, then stop the writer."""
+        """Write what is queued, then stop the writer; later submissions are dropped."""
+        self._stopped = True
         if self._thread is None or not self._thread.is_alive():
             return
         await self._marker(stop=True)
@@ -142,14 +168,23 @@ class BatchedOutcomeLog(ABC):
 
     def status(self) -> dict[str, object]:
         """For /ready and the metrics."""
-        return {"healthy": self._healthy, "backend": self.backend, "queued": self._queue.qsize(),
-                **self._counts, "last_error": self._last_error}
+        with self._lock:
+            counts = dict(self._counts)
+        return {"healthy": self._healthy, "backend": self.backend, "queued": self._queue.qsize(), **counts,
+                "last_error": self._last_error}
+
+    def _add(self, name: str, amount: int) -> None:
+        if amount:
+            with self._lock:
+                self._counts[name] += amount
 
     # --- the writer thread --------------------------------------------------------------------------------
 
     def _run(self, started: _Marker) -> None:
         self._connect()
         started.done()
+        if self._healthy:
+            self._prune_now()  # retention once at start, then at most once a minute
         while True:
             try:
                 first = self._queue.get(timeout=self.settings.flush_interval_ms / 1000.0)
@@ -162,17 +197,22 @@ class BatchedOutcomeLog(ABC):
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            items = [item for item in batch if not isinstance(item, _Marker)]
             markers = [item for item in batch if isinstance(item, _Marker)]
-            if items:
-                self._persist(items)
-            if self._healthy and any(marker.prune for marker in markers):
-                self._prune_now()
-            for marker in markers:
-                marker.done()
+            try:
+                items = [item for item in batch if not isinstance(item, _Marker)]
+                if items:
+                    self._persist(items)
+                if self._healthy and any(marker.prune for marker in markers):
+                    self._prune_now()
+                self._housekeeping()
+            except Exception:  # a bug must not kill the writer (flush() would wait forever)
+                self._add("errors", 1)
+                logger.exception("the outcome log writer failed on a batch")
+            finally:
+                for marker in markers:
+                    marker.done()
             if any(marker.stop for marker in markers):
                 break
-            self._housekeeping()
         self._close_quietly()
         self._finish()
 
@@ -182,71 +222,99 @@ class BatchedOutcomeLog(ABC):
     def _connect(self) -> None:
         try:
             self._open()
-            self._healthy = True
-            self._replay_spool()
-        except Exception as exc:  # a store that is down at start degrades the log, never the proxy
+        except Exception as exc:  # a store that is down degrades the log, never the proxy
             self._failed("opening the outcome log", exc)
+            return
+        self._healthy = True
+        self._replay_spool()
+        if self._healthy:
+            self._retry_delay = RETRY_MIN_S
 
     def _persist(self, items: list[Item]) -> None:
-        if self._healthy:
-            try:
-                self._write(items)
-                self._counts["written"] += sum(isinstance(item, OutcomeRecord) for item in items)
-                return
-            except Exception as exc:  # any store error: keep the records in the spool
+        left = self._store(items) if self._healthy else items
+        if left:
+            self._to_spool(left)
+
+    def _store(self, items: list[Item]) -> list[Item]:
+        """Write items; returns those left unwritten because the store failed (refused ones are set aside)."""
+        try:
+            self._write(items)
+            self._add("written", _records(items))
+            return []
+        except Exception as exc:
+            if not self._is_data_error(exc):
                 self._failed("writing outcome records", exc)
-        self._to_spool(items)
+                return items
+        for index, item in enumerate(items):  # something in the batch is refused: find it, keep the rest
+            try:
+                self._write([item])
+                self._add("written", _records([item]))
+            except Exception as exc:
+                if not self._is_data_error(exc):
+                    self._failed("writing outcome records", exc)
+                    return items[index:]
+                self._reject(item, exc)
+        return []
+
+    def _reject(self, item: Item, exc: Exception) -> None:
+        self._add("errors", 1)
+        self._add("rejected", 1)
+        self._last_error = f"{type(exc).__name__} (item {item.request_id} set aside)"
+        logger.error("the outcome store refused item %s (%s); set aside", item.request_id, type(exc).__name__)
+        if self._spool is None:
+            self._add("dropped", _records([item]))
+            return
+        try:
+            self._spool.append_rejected(item, exc)
+        except OSError as error:
+            self._add("dropped", _records([item]))
+            logger.error("outcome rejected-items file unwritable (%s): item %s lost", error, item.request_id)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self._healthy = False
-        self._counts["errors"] += 1
+        self._add("errors", 1)
         self._last_error = f"{type(exc).__name__}: {exc}"
-        logger.error("%s failed (%s); records go to the spool until the store is back", what, self._last_error)
+        self._next_retry = time.monotonic() + self._retry_delay
+        logger.error("%s failed (%s); records go to the spool, retry in %.1fs", what, self._last_error,
+                     self._retry_delay)
+        self._retry_delay = min(self._retry_delay * 2.0, RETRY_MAX_S)
         self._close_quietly()
 
     def _to_spool(self, items: list[Item]) -> None:
-        records = sum(isinstance(item, OutcomeRecord) for item in items)
+        records = _records(items)
         if self._spool is None:
-            self._counts["dropped"] += records
+            self._add("dropped", records)
             logger.error("outcome log down and no spool configured: %d records lost", records)
             return
         try:
-            self._spool.parent.mkdir(parents=True, exist_ok=True)
-            with self._spool.open("a", encoding="utf-8") as handle:
-                handle.write("".join(to_spool(item) + "\n" for item in items))
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._counts["spooled"] += records
+            spooled, unserialisable = self._spool.write_items(items)
         except OSError as exc:
-            self._counts["dropped"] += records
-            logger.error("outcome spool %s unwritable (%s): %d records lost", self._spool, exc, records)
+            self._add("dropped", records)
+            logger.error("outcome spool %s unwritable (%s): %d records lost", self._spool.path, exc, records)
+            return
+        self._add("spooled", spooled)
+        self._add("dropped", _records(unserialisable))
 
     def _replay_spool(self) -> None:
-        if self._spool is None or not self._spool.exists():
+        if self._spool is None:
             return
-        lines = [line for line in self._spool.read_text(encoding="utf-8").splitlines() if line.strip()]
-        items: list[Item] = []
-        for line in lines:
-            try:
-                items.append(from_spool(line))
-            except (ValueError, KeyError, TypeError):  # a torn last line from a crash mid-append
-                logger.warning("skipping an unreadable spool line")
-        if items:
-            self._write(items)
-            self._counts["written"] += sum(isinstance(item, OutcomeRecord) for item in items)
-            logger.info("replayed %d spooled outcome items", len(items))
-        self._spool.unlink()
+        try:
+            replayed = self._spool.replay(self._store)
+        except OSError as exc:
+            logger.error("outcome spool %s unreadable (%s); kept for the next replay", self._spool.path, exc)
+            return
+        if replayed:
+            logger.info("replayed %d spooled outcome items", replayed)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if not self._healthy and now - self._last_retry >= RETRY_EVERY_S:
-            self._last_retry = now
+        if not self._healthy and now >= self._next_retry:
             self._connect()
-        if self._healthy and now - self._last_retention >= RETENTION_EVERY_S:
-            self._last_retention = now
+        if self._healthy and now >= self._next_retention:
             self._prune_now()
 
     def _prune_now(self) -> None:
+        self._next_retention = time.monotonic() + RETENTION_EVERY_S
         days = self.settings.retention_days
         try:
             self._prune(time.time() - days * 86400.0 if days is not None else None, self.settings.max_rows)

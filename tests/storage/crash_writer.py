@@ -12,7 +12,7 @@ from router.storage import open_outcome_log
 from router.storage.records import OutcomeRecord
 
 
-async def main(url: str, acks: str, spool: str) -> None:
+async def main(url: str, acks: str, spool: str | None) -> None:
     log = open_outcome_log(OutcomeLogSettings(url=url, spool_path=spool, batch_size=64, flush_interval_ms=5))
     await log.start()
     number = 0
@@ -32,5 +32,5 @@ async def main(url: str, acks: str, spool: str) -> None:
             os.fsync(handle.fileno())
 
 
-if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+if __name__ == "__main__":  # crash_writer.py <url> <ackfile> [<spool>]
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import math
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from router.storage import open_outcome_log
-from router.storage.records import OutcomeRecord
+from router.storage.records import LabelUpdate, OutcomeRecord
+from router.storage.spool import Item, Spool
 from tests.storage.conftest import settings_for
 
 
@@ -126,3 +131,111 @@ async def test_writes_happen_off_the_event_loop(log_url: str, tmp_path: Path) ->
         assert await log.count() == 2000
     finally:
         await log.stop()
+
+
+async def test_retention_runs_when_the_log_starts(log_url: str, tmp_path: Path) -> None:
+    log = open_outcome_log(settings_for(log_url, tmp_path))
+    await log.start()
+    for index in range(4):
+        log.submit(bare_record(f"r{index}"))
+    await log.stop()
+    smaller = open_outcome_log(settings_for(log_url, tmp_path, max_rows=2))
+    await smaller.start()
+    try:
+        await smaller.flush()
+        assert [r.request_id for r in await smaller.query()] == ["r2", "r3"]
+    finally:
+        await smaller.stop()
+
+
+async def test_awkward_values_come_back_the_same_from_both_stores(log_url: str, tmp_path: Path) -> None:
+    log = open_outcome_log(settings_for(log_url, tmp_path))
+    await log.start()
+    try:
+        awkward = dataclasses.replace(
+            full_record("r1"), prompt_text="a\x00b\ud800c", prediction=np.float32(0.5),  # type: ignore[arg-type]
+            cache_hit=np.bool_(True), input_tokens=np.int64(7), confidence=float("nan"),  # type: ignore[arg-type]
+            features=(np.float32(0.25), float("inf"), float("nan")),  # type: ignore[arg-type]
+            components={"b": 1.0, "a": float("-inf")})
+        assert log.submit(awkward)
+        await log.flush()
+        [stored] = await log.query()
+        assert stored.prompt_text == "a\ufffdb\ufffdc"  # NUL and lone surrogates: refused by PostgreSQL
+        assert (type(stored.prediction), type(stored.cache_hit), type(stored.input_tokens)) == (float, bool, int)
+        assert stored.confidence is None  # NaN: SQLite cannot hold it, so neither store does
+        assert stored.features is not None and stored.features[:2] == (0.25, math.inf)
+        assert math.isnan(stored.features[2])
+        assert list(stored.components.items()) == [("a", -math.inf), ("b", 1.0)]  # sorted by name on both
+        assert log.status()["healthy"] is True
+    finally:
+        await log.stop()
+
+
+async def test_a_refused_record_is_set_aside_and_the_rest_written(log_url: str, tmp_path: Path) -> None:
+    log = open_outcome_log(settings_for(log_url, tmp_path))
+    await log.start()
+    try:
+        log.submit(bare_record("good1"))
+        log.submit(dataclasses.replace(bare_record("bad1"), input_tokens="many"))  # type: ignore[arg-type]
+        log.submit(dataclasses.replace(bare_record("bad2"), input_tokens=2**70))  # out of range of both stores
+        log.submit(bare_record("good2"))
+        log.submit_label("good2", True, "grader")
+        await log.flush()
+        assert [(r.request_id, r.label) for r in await log.query()] == [("good1", None), ("good2", True)]
+        status = log.status()
+        assert status["healthy"] is True and status["rejected"] == 2 and status["written"] == 2
+        rejected = [json.loads(line) for line in (tmp_path / "spool.jsonl.rejected").read_text().splitlines()]
+        assert [entry["request_id"] for entry in rejected] == ["bad1", "bad2"]
+        assert not (tmp_path / "spool.jsonl").exists()  # nothing waits for replay: the store is fine
+    finally:
+        await log.stop()
+
+
+async def test_submissions_after_stop_are_dropped(log_url: str, tmp_path: Path) -> None:
+    log = open_outcome_log(settings_for(log_url, tmp_path))
+    await log.start()
+    await log.stop()
+    assert log.submit(bare_record("late")) is False
+    assert log.submit_label("late", True, "grader") is False
+    assert log.status()["dropped"] == 2
+
+
+async def test_a_torn_spool_line_does_not_swallow_the_next_record(log_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    Spool(spool).write_items([bare_record("before")])
+    with spool.open("a") as handle:
+        handle.write('{"kind": "record", "rec')  # a crash mid-append
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    down = open_outcome_log(settings_for(f"sqlite:///{blocker}/outcomes.sqlite", tmp_path))
+    await down.start()
+    down.submit(bare_record("after"))
+    await down.stop()
+    back = open_outcome_log(settings_for(log_url, tmp_path))
+    await back.start()
+    try:
+        assert [r.request_id for r in await back.query()] == ["before", "after"]
+        assert not spool.exists()
+    finally:
+        await back.stop()
+
+
+def test_appends_racing_a_replay_are_neither_lost_nor_repeated(tmp_path: Path) -> None:
+    spool, seen = Spool(tmp_path / "spool.jsonl"), list[str]()
+    labels = [LabelUpdate(f"r{index}", True, "grader") for index in range(600)]
+
+    def take(items: list[Item]) -> list[Item]:
+        seen.extend(item.request_id for item in items)
+        return []
+
+    def appender() -> None:
+        for start in range(0, len(labels), 3):
+            spool.write_items(labels[start:start + 3])
+
+    thread = threading.Thread(target=appender)
+    thread.start()
+    while thread.is_alive():
+        spool.replay(take)  # another worker replaying the shared spool meanwhile
+    thread.join()
+    spool.replay(take)
+    assert seen == [label.request_id for label in labels]
