@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--stream-delay-ms", type=float, default=2.0)
+    parser.add_argument("--outcome-log", choices=["on", "off"], default="on",
+                        help="the outcome log (on by default in the proxy): one record per request")
     args = parser.parse_args()
 
     upstream_port, proxy_port = free_port(), free_port()
@@ -131,6 +133,8 @@ def main() -> None:
         config = Path(tmp) / "bench.yaml"
         config.write_text(
             "server: {log_level: warning}\ncache: {enabled: false}\nembedding: {enabled: false}\n"
+            f"outcome_log: {{enabled: {'true' if args.outcome_log == 'on' else 'false'}, "
+            f"url: 'sqlite:///{tmp}/outcomes.sqlite', spool_path: '{tmp}/spool.jsonl'}}\n"
             f"providers:\n  anthropic: {{base_url: '{upstream_url}'}}\n"
             f"  openai: {{base_url: '{upstream_url}/v1'}}\n"
         )
@@ -138,7 +142,7 @@ def main() -> None:
         with process(upstream_command(upstream_port, args.latency_ms, args.stream_delay_ms), upstream_port), \
                 process(proxy_command(proxy_port, config), proxy_port):
             print(f"upstream latency {args.latency_ms:.0f} ms, {args.requests} requests per cell, "
-                  f"{env_note} cores, OpenAI chat path")
+                  f"{env_note} cores, OpenAI chat path, outcome log {args.outcome_log}")
             print(f"{'mode':<10}{'conc':>5}  {'direct p50':>10} {'p99':>7} {'req/s':>7}   "
                   f"{'proxy p50':>9} {'p99':>7} {'req/s':>7}   {'added p50':>9} {'added p99':>9}")
             for stream in (False, True):
