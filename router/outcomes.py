@@ -45,6 +45,7 @@ class RequestTrace:
     vector: NDArray[np.float32] | None = None
     structural: tuple[float, ...] | None = None
     prediction: Prediction | None = None
+    usage: TokenUsage | None = None
     cache_hit: bool = False
     route: str = "pass_through"
     reason: str = ""
@@ -71,6 +72,10 @@ class OutcomeRecorder:
     def log(self) -> OutcomeLog:
         """The outcome log written to."""
         return self._log
+
+    def needs_message(self, trace: RequestTrace) -> bool:
+        """Whether recording this request needs the whole answer (text stored, or a label to judge)."""
+        return self._settings.store_text or trace.outcome is not None
 
     def complete(self, trace: RequestTrace, message: JSONObject | None) -> None:
         """Record a finished request (message: the served answer in the hub format, None if unknown)."""
@@ -103,7 +108,7 @@ class OutcomeRecorder:
 
         call, outcome, prediction = trace.call, trace.outcome, trace.prediction
         prompt = embedding_text(trace.hub_request) if trace.hub_request is not None else ""
-        served_usage = _usage(message)
+        served_usage = _usage(message) or trace.usage
         draft = outcome.draft if outcome is not None else None
         cost_usd, strong_only = None, None
         if outcome is not None and outcome.cost is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.bridge import Bridge, to_hub_request
 from router.capture import captured, hub_message_from_json
-from router.cascade import Cascade, CascadeOutcome
+from router.cascade import Cascade, CascadeOutcome, usage_of
 from router.drafting import replay_answer
 from router.embedding.text import embedding_text
 from router.metrics import Metrics
@@ -85,6 +85,11 @@ class Pipeline:
             if answer.status == 200:
                 listeners.append(self._rememberer(probe, call.model))
         if trace is not None:
+            if not listeners and isinstance(answer, JSONAnswer) and self._recorder is not None \
+                    and not self._recorder.needs_message(trace):  # usage is all the record needs
+                trace.usage = usage_of(call.dialect, answer)
+                self._record(trace, None)
+                return answer
             listeners.append(lambda message: self._record(trace, message))
         return self._when_complete(call, answer, served_message, listeners)
 
