@@ -37,11 +37,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 
 from genai_prices import Usage
 from genai_prices.data import providers as _bundled_providers
 from genai_prices.data_snapshot import DataSnapshot
+from genai_prices.types import TieredPrices
+
+Rates = tuple[float, float, float, float]
+"""USD per input, output, cache-read and cache-write token."""
 
 __all__ = ["CascadeCost", "Cost", "ModelPrice", "PriceBook", "TokenUsage", "cascade_cost", "normalise_model_name"]
 
@@ -170,6 +174,8 @@ class PriceBook:
         self._normalised_overrides = {normalise_model_name(k): v for k, v in self._overrides.items()}
         self._snapshot = DataSnapshot(providers=_bundled_providers, from_auto_update=False)
         self._cache: OrderedDict[tuple[str, str | None], ModelPrice | _Found | None] = OrderedDict()
+        self._rates: OrderedDict[tuple[str, str | None, str | None, datetime], Rates | None] = (
+            OrderedDict())
         self._cache_size = max(cache_size, 1)
         self._lock = threading.Lock()
 
@@ -185,11 +191,43 @@ class PriceBook:
         if isinstance(match, ModelPrice):
             return Cost(match.usd(usage), True, "override")
         try:
-            gusage, ref, url = _to_genai_usage(usage), match.model_ref, match.provider_api_url
-            calc = self._snapshot.calc(gusage, ref, match.provider_id, url, at)
+            rates = self._linear_rates(match, at)
+            if rates is not None:  # flat prices: a dot product, not a walk through the price table
+                counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+                return Cost(sum(c * r for c, r in zip(counts, rates, strict=True)), True, "genai-prices")
+            return Cost(self._genai_usd(match, _to_genai_usage(usage), at), True, "genai-prices")
         except (LookupError, ValueError):  # a price table quirk must never break a request
             return _UNKNOWN
-        return Cost(float(calc.total_price), True, "genai-prices")
+
+    def _genai_usd(self, match: _Found, usage: Usage, at: datetime | None) -> float:
+        calc = self._snapshot.calc(usage, match.model_ref, match.provider_id, match.provider_api_url, at)
+        return float(calc.total_price)
+
+    def _linear_rates(self, match: _Found, at: datetime | None) -> Rates | None:
+        """USD per input, output, cache-read and cache-write token, when the model's prices at this minute are
+        flat (no tiers); None otherwise. Cached per model and minute (prices may depend on the time of day)."""
+        minute = (at or datetime.now(tz=UTC)).replace(second=0, microsecond=0)
+        key = (match.model_ref, match.provider_id, match.provider_api_url, minute)
+        with self._lock:
+            if key in self._rates:
+                return self._rates[key]
+        _, info = self._snapshot.find_provider_model(match.model_ref, None, match.provider_id,
+                                                     match.provider_api_url)
+        rates: Rates | None = None
+        if not any(isinstance(price, TieredPrices) for price in vars(info.get_prices(minute)).values()):
+            million = 1_000_000
+
+            def usd(**tokens: int) -> float:
+                return self._genai_usd(match, Usage(**tokens), minute) / million
+
+            base = usd(input_tokens=million)
+            rates = (base, usd(output_tokens=million), usd(input_tokens=million, cache_read_tokens=million) - base,
+                     usd(input_tokens=million, cache_write_tokens=million) - base)
+        with self._lock:
+            self._rates[key] = rates
+            while len(self._rates) > self._cache_size:
+                self._rates.popitem(last=False)
+        return rates
 
     def describe(self, model: str, provider_hint: str | None = None) -> str | None:
         """What ``model`` is priced as: ``"override"``, ``"provider/model-id"``, or None when unknown."""

@@ -172,3 +172,21 @@ def test_cascade_with_unknown_model_is_flagged(book: PriceBook) -> None:
                           draft_usage=TokenUsage(10, 10), strong_usage=None, accepted=True)
     assert not result.known and result.actual_usd == 0.0
     assert CascadeCost(1.0, 3.0, 0.5).saved_usd == 2.0
+
+
+def test_flat_prices_take_the_fast_path_with_the_same_result() -> None:
+    from router.costs import _Found, _to_genai_usage
+
+    book = PriceBook()
+    usages = [TokenUsage(input_tokens=1234, output_tokens=567),
+              TokenUsage(input_tokens=300_000, output_tokens=10, cache_read_tokens=200_000, cache_write_tokens=50_000)]
+    fast_models = 0
+    for model in ("gpt-4o", "claude-opus-4-8", "claude-haiku-4-5", "claude-sonnet-4-5", "deepseek-chat",
+                  "gemini-2.5-pro", "mixtral-8x7b-instruct"):
+        match = book._resolve(model, None)
+        assert isinstance(match, _Found)
+        fast_models += book._linear_rates(match, None) is not None
+        for usage in usages:
+            assert book.cost(model, usage).usd == pytest.approx(book._genai_usd(match, _to_genai_usage(usage), None),
+                                                                rel=1e-12)
+    assert 0 < fast_models < 7  # tiered models (long-context prices) keep the exact slow path
