@@ -21,7 +21,7 @@ def records(url: str) -> list[OutcomeRecord]:
     return asyncio.run(open_outcome_log(url).query())
 
 
-def wait_for(url: str, ready: Callable[[list[OutcomeRecord]], bool], timeout_s: float = 20.0) -> list[OutcomeRecord]:
+def wait_for(url: str, ready: Callable[[list[OutcomeRecord]], bool], timeout_s: float = 60.0) -> list[OutcomeRecord]:
     """The log's records once `ready` holds for them (they are written off the request path)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -34,7 +34,7 @@ def wait_for(url: str, ready: Callable[[list[OutcomeRecord]], bool], timeout_s: 
         time.sleep(0.05)
 
 
-def record_with(url: str, text: str, *, labelled: bool = False, timeout_s: float = 20.0) -> OutcomeRecord:
+def record_with(url: str, text: str, *, labelled: bool = False, timeout_s: float = 60.0) -> OutcomeRecord:
     """The one record whose stored prompt mentions `text` (waiting for its label if asked)."""
     def ready(found: list[OutcomeRecord]) -> bool:
         matching = [r for r in found if text in (r.prompt_text or "")]
