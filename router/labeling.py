@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from router.background import BackgroundTasks
 from router.costs import PriceBook
-from router.drafting import DraftFailed, run_draft
+from router.drafting import DraftFailed, DraftResult, run_draft
 from router.metrics import Metrics
 from router.policy.capabilities import NotServableByDraft
 from router.providers.registry import ProviderRegistry
@@ -47,33 +47,29 @@ class Labeler:
         self._encoder = encoder
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(settings.max_concurrent)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(metrics, "labels", logger)
 
     def escalated(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
                   draft: JSONObject, strong: JSONObject) -> None:
         """Label a request that has both answers."""
-        self._spawn(self._label(request_id, call, rule, hub_request, draft, strong))
+        self._tasks.spawn(self._label(request_id, call, rule, hub_request, draft, strong))
 
     def explore(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
                 served: JSONObject, served_by: str) -> bool:
         """With the exploration probability, fetch the other tier's answer in the background and label."""
         if self._rng.random() >= self._settings.exploration_rate:
             return False
-        self._spawn(self._explore(request_id, call, rule, hub_request, served, served_by))
+        self._tasks.spawn(self._explore(request_id, call, rule, hub_request, served, served_by))
         return True
 
     async def _explore(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
                        served: JSONObject, served_by: str) -> None:
         other = rule.strong_model if served_by == "draft" else rule.draft_model
         tier = "strong" if served_by == "draft" else "draft"
-        async with self._slots:
-            try:
-                result = await run_draft(call, self._registry.resolve(other, client_family(call.dialect)),
-                                         hub_request, rule.draft_timeout_s)
-            except (DraftFailed, NotServableByDraft) as exc:
-                logger.info("exploration call to %s failed: %s", other, exc)
-                self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="failed")
-                return
+        result = await self._ask(call, other, hub_request, rule.draft_timeout_s, "exploration call")
+        if result is None:
+            self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="failed")
+            return
         self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="ok")
         self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(other, result.usage).usd,
                           kind="exploration")
@@ -110,28 +106,23 @@ class Labeler:
         grader = self._settings.grader_model or rule.strong_model
         request = {"model": grader, "max_tokens": GRADER_MAX_TOKENS, "system": GRADER_SYSTEM,
                    "messages": [{"role": "user", "content": grader_prompt(hub_request, draft, strong)}]}
-        async with self._slots:
-            try:
-                result = await run_draft(call, self._registry.resolve(grader, client_family(call.dialect)),
-                                         request, rule.draft_timeout_s)
-            except (DraftFailed, NotServableByDraft) as exc:
-                logger.info("grader %s failed, falling back to agreement: %s", grader, exc)
-                return None
+        result = await self._ask(call, grader, request, rule.draft_timeout_s, "grader")
+        if result is None:
+            return None
         self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(grader, result.usage).usd, kind="grader")
         return grader_verdict(result.message, grader)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("labelling failed: %s", task.exception())
-            self._metrics.inc("cascadeflow_dependency_errors_total", dependency="labels")
+    async def _ask(self, call: ClientCall, model: str, request: JSONObject, timeout_s: float,
+                   what: str) -> DraftResult | None:
+        """A complete answer of `model` (buffered), or None when it failed (logged)."""
+        async with self._slots:
+            try:
+                return await run_draft(call, self._registry.resolve(model, client_family(call.dialect)), request,
+                                       timeout_s)
+            except (DraftFailed, NotServableByDraft) as exc:
+                logger.info("%s to %s failed: %s", what, model, exc)
+                return None
 
     async def drain(self) -> None:
         """Wait for the labels in flight (at shutdown, and in tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain()

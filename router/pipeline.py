@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from router.background import BackgroundTasks
 from router.bridge import Bridge, to_hub_request
 from router.capture import captured, hub_message_from_json
 from router.cascade import Cascade, CascadeOutcome, usage_of
@@ -56,7 +56,7 @@ class Pipeline:
         self._learned = parts.learned
         self._encoder = parts.encoder
         self._recorder = parts.recorder
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(metrics, "cache", logger)
 
     async def handle(self, call: ClientCall) -> Answer:
         """Answer one client call in its own dialect."""
@@ -164,7 +164,7 @@ class Pipeline:
     def _rememberer(self, probe: CacheProbe, model: str) -> OnMessage:
         cache = self._cache
         assert cache is not None
-        return lambda message: self._spawn(cache.remember(probe, message, model))
+        return lambda message: self._background.spawn(cache.remember(probe, message, model))
 
     def _record(self, trace: RequestTrace, message: JSONObject | None) -> None:
         assert self._recorder is not None
@@ -193,20 +193,8 @@ class Pipeline:
 
         return StreamAnswer(answer.status, answer.headers, captured(answer.frames, call.dialect, on_complete))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("background cache write failed: %s", task.exception())
-            self._metrics.inc("cascadeflow_dependency_errors_total", dependency="cache")
-
     async def drain(self) -> None:
         """Wait for background work (cache writes, labels, log writes) at shutdown."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.drain()
         if self._recorder is not None:
             await self._recorder.drain()

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from router.embedding.text import embedding_text
+from router.policy.classifier import file_sha256
 from router.policy.features import feature_vector, request_from_prompt
 from router.types import JSONObject
 
@@ -109,15 +110,6 @@ def split_of(example_id: str) -> Split:
 def short_source(source: str) -> str:
     """`routellm/mmlu` -> `mmlu`."""
     return source.rsplit("/", 1)[-1]
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _quality(row: JSONObject, key: str) -> float:

@@ -135,7 +135,8 @@ def _positive_column(model: Any) -> int:
     return 1
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (read in chunks)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -152,7 +153,7 @@ def save_artifact(artifact: RouterArtifact, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / MODEL_FILE
     joblib.dump(artifact.model, model_path, compress=3)
-    metadata = ArtifactMetadata(**{**asdict(artifact.metadata), "model_sha256": _sha256(model_path)})
+    metadata = ArtifactMetadata(**{**asdict(artifact.metadata), "model_sha256": file_sha256(model_path)})
     (directory / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
     return directory
 
@@ -204,7 +205,7 @@ def load_artifact(directory: Path, *, expected_dimension: int, expected_features
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
         raise ArtifactMismatch(f"router artifact {directory}: {MODEL_FILE} is missing")
-    if metadata.model_sha256 and _sha256(model_path) != metadata.model_sha256:
+    if metadata.model_sha256 and file_sha256(model_path) != metadata.model_sha256:
         raise ArtifactMismatch(f"router artifact {directory}: {MODEL_FILE} does not match the sha256 in metadata")
     try:
         model = joblib.load(model_path)

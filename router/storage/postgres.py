@@ -24,6 +24,7 @@ from router.storage.records import (
     OutcomeRecord,
     from_row,
     label_row,
+    select_sql,
     split_items,
     to_row,
 )
@@ -146,17 +147,7 @@ class PostgresOutcomeLog(BatchedOutcomeLog):
     async def query(self, *, labelled_only: bool = False, since: float | None = None,
                     limit: int | None = None) -> list[OutcomeRecord]:
         """Records, oldest first."""
-        where = ["TRUE"]
-        parameters: list[object] = []
-        if labelled_only:
-            where.append("label IS NOT NULL")
-        if since is not None:
-            parameters.append(since)
-            where.append(f"created_at >= ${len(parameters)}")
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(where)} ORDER BY id"
-        if limit is not None:
-            parameters.append(limit)
-            sql += f" LIMIT ${len(parameters)}"
+        sql, parameters = select_sql(TABLE, lambda n: f"${n}", labelled_only=labelled_only, since=since, limit=limit)
         return [from_row(dict(row)) for row in await self._fetch(sql, *parameters)]
 
     async def count(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -181,3 +181,18 @@ def split_items(items: Sequence[OutcomeRecord | LabelUpdate]) -> list[list[Outco
         else:
             runs.append([item])
     return runs
+
+
+def select_sql(table: str, placeholder: Callable[[int], str], *, labelled_only: bool, since: float | None,
+               limit: int | None) -> tuple[str, list[object]]:
+    """The SELECT of `query()` for either backend (`placeholder(n)` is `?` or `$n`), and its parameters."""
+    where = ["label IS NOT NULL"] if labelled_only else []
+    parameters: list[object] = []
+    if since is not None:
+        parameters.append(since)
+        where.append(f"created_at >= {placeholder(len(parameters))}")
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
+    if limit is not None:
+        parameters.append(limit)
+        sql += f" LIMIT {placeholder(len(parameters))}"
+    return sql, parameters

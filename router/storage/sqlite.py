@@ -14,6 +14,7 @@ from router.storage.records import (
     OutcomeRecord,
     from_row,
     label_row,
+    select_sql,
     split_items,
     to_row,
 )
@@ -106,17 +107,8 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
     async def query(self, *, labelled_only: bool = False, since: float | None = None,
                     limit: int | None = None) -> list[OutcomeRecord]:
         """Records, oldest first (read on a worker thread with its own connection)."""
-        where = ["1 = 1"]
-        parameters: list[object] = []
-        if labelled_only:
-            where.append("label IS NOT NULL")
-        if since is not None:
-            where.append("created_at >= ?")
-            parameters.append(since)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM outcomes WHERE {' AND '.join(where)} ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            parameters.append(limit)
+        sql, parameters = select_sql("outcomes", lambda _: "?", labelled_only=labelled_only, since=since,
+                                     limit=limit)
         rows = await asyncio.to_thread(self._read, sql, tuple(parameters))
         return [from_row(dict(row)) for row in rows]
 
