@@ -54,21 +54,22 @@ class RouterEnsemble(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         }
 
     def _neighbour_vote(self, stored: tuple[NDArray[np.float16], NDArray[np.float32]],
-                        embedding: NDArray[np.float32]) -> Floats:
+                        embedding: NDArray[np.float32], vectors32: NDArray[np.float32] | None = None) -> Floats:
         vectors, labels = stored
         k = max(1, min(self.neighbours, len(labels)))
         query = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
-        similarity = query @ vectors.astype(np.float32).T
+        similarity = query @ (vectors32 if vectors32 is not None else vectors.astype(np.float32)).T
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.maximum(np.take_along_axis(similarity, nearest, axis=1), 0.0) + 1e-6
         return np.asarray((weights * labels[nearest]).sum(axis=1) / weights.sum(axis=1), dtype=np.float64)
 
-    def _average(self, members: dict[str, Any], x: NDArray[np.float32]) -> Floats:
+    def _average(self, members: dict[str, Any], x: NDArray[np.float32],
+                 vectors32: NDArray[np.float32] | None = None) -> Floats:
         embedding = x[:, :self.embedding_dimension]
         scores = [
             members["trees"].predict_proba(x)[:, 1],
             members["linear"].predict_proba(embedding)[:, 1],
-            self._neighbour_vote(members["neighbours"], embedding),
+            self._neighbour_vote(members["neighbours"], embedding, vectors32),
             1.0 - np.clip(members["gain"].predict(x), 0.0, 1.0),
         ]
         return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
@@ -95,8 +96,17 @@ class RouterEnsemble(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, x: Any) -> Floats:
         """Calibrated [P(not good enough), P(good enough)] per row."""
         rows = np.asarray(x, dtype=np.float32)
-        p_good = self.calibrator_.predict_proba(self._average(self.members_, rows)[:, None])[:, 1]
+        vectors32 = self.__dict__.get("_vectors32")
+        if vectors32 is None:  # the stored float16 neighbours, widened once per loaded model
+            vectors32 = self.__dict__["_vectors32"] = self.members_["neighbours"][0].astype(np.float32)
+        p_good = self.calibrator_.predict_proba(self._average(self.members_, rows, vectors32)[:, None])[:, 1]
         return np.column_stack([1.0 - p_good, p_good])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the widened neighbour cache (the artifact keeps float16)."""
+        state = dict(super().__getstate__())
+        state.pop("_vectors32", None)
+        return state
 
     def predict(self, x: Any) -> NDArray[np.int64]:
         """1 where the draft is predicted good enough (P >= 0.5)."""
