@@ -106,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     report = run_demo(limit_per_source=args.limit, threshold=args.threshold, concurrency=args.concurrency,
-                      latency_ms=args.latency_ms, sources=args.source)
+                      latency_ms=args.latency_ms, sources=args.source, learned=args.learned)
     print(format_report(report))
     print(f"\n{len(report.served)} requests in {time.perf_counter() - started:.1f} s")
     return 0
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=8)
     demo.add_argument("--latency-ms", type=float, default=0.0)
     demo.add_argument("--source", nargs="+", default=["gsm8k", "mt_bench"], choices=["gsm8k", "mt_bench"])
+    demo.add_argument("--learned", action="store_true",
+                      help="with the shipped learned router, on held-out prompts (loads the embedding model)")
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser("replay-upstream", help="a local upstream speaking the providers' wire formats")

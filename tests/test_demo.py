@@ -55,3 +55,16 @@ def test_demo_reports_decisions_costs_and_quality(tmp_path: Path) -> None:
     assert all(item.strong_only_cost > 0 and item.draft_cost > 0 for item in report.served)
     table = format_report(report)
     assert "gsm8k" in table and "mt_bench" in table and "overall" in table
+
+
+def test_demo_with_the_learned_router_uses_held_out_prompts_and_counts_skips() -> None:
+    report = run_demo(limit_per_source=8, threshold=0.9, concurrency=2, sources=("gsm8k",), progress=False,
+                      learned=True)
+    from training.dataset import split_of
+
+    assert len(report.served) == 8 and all(split_of(item.row.id) == "test" for item in report.served)
+    skipped = [item for item in report.served if item.skipped]
+    assert skipped, "the shipped router skips the draft for GSM8K prompts it expects the draft to fail"
+    assert all(not item.accepted and item.draft_cost == 0 for item in skipped)
+    table = format_report(report)
+    assert "with the learned router" in table and "skipped" in table
