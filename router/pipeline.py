@@ -111,7 +111,7 @@ class Pipeline:
             prediction = await self._predict(hub_request, trace)
         if decision.route == "strong":
             answer, outcome = await self._cascade.strong(call, CascadeOutcome(rule, "strong", decision.reason))
-        elif prediction is not None and prediction.skip:
+        elif prediction is not None and prediction.skip and control.force is None:
             reason = f"learned router: P(draft good)={prediction.p_good:.3f} < {prediction.skip_threshold:.3f}"
             answer, outcome = await self._cascade.strong(call, CascadeOutcome(rule, "strong", reason))
         else:

@@ -121,6 +121,10 @@ def test_a_request_below_the_skip_threshold_never_drafts(proxy_factory: ProxyFac
     assert record.skip_threshold == 0.9999 and record.accepted is None
     calls = [item for item in received_with(upstream, tag)]
     assert len(calls) == 2  # the strong answer, then the background draft for the label
+    forced = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0).messages.with_raw_response.create(
+        model="claude-opus-4-8", max_tokens=100, messages=[{"role": "user", "content": f"Prove it {marker()}"}],
+        extra_headers={"x-cascadeflow-force": "draft"})
+    assert forced.headers["x-cascadeflow-route"] == "draft"  # a client's forced tier beats the router
 
 
 def test_a_broken_log_store_degrades_without_failing_requests(proxy_factory: ProxyFactory,
