@@ -36,7 +36,7 @@ def learned_settings(upstream: BackgroundServer, tmp: Path, **learned: Any) -> A
 def served(proxy_factory: ProxyFactory, upstream: BackgroundServer, encoder: Encoder,
            tmp_path_factory: pytest.TempPathFactory) -> tuple[BackgroundServer, str]:
     tmp = tmp_path_factory.mktemp("learned")
-    server = proxy_factory(learned_settings(upstream, tmp), encoder)
+    server = proxy_factory(learned_settings(upstream, tmp, skip_threshold=0.0), encoder)  # predict, never skip
     return server, f"sqlite:///{tmp}/outcomes.sqlite"
 
 
@@ -152,7 +152,7 @@ def test_a_broken_log_store_degrades_without_failing_requests(proxy_factory: Pro
 
 def test_the_grader_judge_asks_a_model_and_says_so(proxy_factory: ProxyFactory, upstream: BackgroundServer,
                                                    encoder: Encoder, tmp_path: Path) -> None:
-    settings = learned_settings(upstream, tmp_path)
+    settings = learned_settings(upstream, tmp_path, skip_threshold=0.0)
     settings = settings.model_copy(update={"labels": settings.labels.model_copy(
         update={"judge": "grader", "grader_model": "claude-haiku-4-5"})})
     proxy = proxy_factory(settings, encoder)
