@@ -252,7 +252,7 @@ def train(args: argparse.Namespace, encoder_factory: Callable[[], BatchEncoder] 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m training.train_router", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cascadeflow train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, action="append", help="labelled JSONL (repeatable)")
     parser.add_argument("--log", action="append", help="outcome log URL (repeatable), e.g. sqlite:///var/outcomes.sqlite")
     parser.add_argument("--split", choices=["hash", "time"], default="hash")
