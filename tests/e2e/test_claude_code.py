@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from router.embedding.encoder import Encoder
 from router.replay.runner import BackgroundServer
 from tests.support import ProxyFactory, item_body, marker, proxy_settings, received_with
 
@@ -123,3 +124,28 @@ def test_cascade_escalates_a_draft_tool_call_that_fails_its_schema(
     assert "hello file" in str(output["result"])
     first_turn = main_turn_models(upstream, tag)[:2]
     assert first_turn == ["claude-haiku-4-5", "claude-opus-4-8"], "the invalid draft tool call must escalate"
+
+
+def test_claude_code_through_the_learned_router_and_the_outcome_log(
+        claude: str, upstream: BackgroundServer, proxy_factory: ProxyFactory, encoder: Encoder,
+        tmp_path: Path) -> None:
+    from router.policy.features import FEATURE_NAMES
+    from tests.learned.support import wait_for
+
+    url = f"sqlite:///{tmp_path}/outcomes.sqlite"
+    proxy = proxy_factory(proxy_settings(
+        upstream.url, cascade_rules=CASCADE, embedding={"enabled": True},
+        learned_router={"models_dir": str(Path(__file__).resolve().parents[2] / "models"), "skip_threshold": 1.0},
+        outcome_log={"url": url, "flush_interval_ms": 20, "spool_path": str(tmp_path / "spool.jsonl")},
+        labels={"exploration_rate": 1.0}), encoder)
+    tag = marker()
+    (tmp_path / "home").mkdir()
+    output = run_claude(claude, proxy.url, f"say hello {tag}", tmp_path, tmp_path / "home")
+    assert output["is_error"] is False
+    assert output["result"] == "Hello from claude-opus-4-8."  # every request skips the draft at threshold 1.0
+    records = wait_for(url, lambda found: any(r.route == "strong" and r.label is not None for r in found))
+    main = next(r for r in records if r.route == "strong" and r.features is not None)
+    features = dict(zip(FEATURE_NAMES, main.features or (), strict=True))
+    assert features["tools_present"] == 1.0 and features["system_chars_log"] > 5  # Claude Code's tools and prompt
+    assert main.prediction is not None and main.reason.startswith("learned router")
+    assert main.label_source is not None and main.label_source.startswith("agreement:")  # the draft, explored
