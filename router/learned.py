@@ -106,6 +106,9 @@ class LearnedRouter:
         """Load the configured or newest artifact (blocking; at start-up, in a thread)."""
         directory = self._candidate()
         if directory is None:
+            if self._settings.required:
+                raise ConfigError(f"learned_router: no router artifact under {self._settings.models_dir} "
+                                  "(required: true); train one with `cascadeflow train`")
             logger.warning("no router artifact under %s: every cascade request drafts first",
                            self._settings.models_dir)
             return

@@ -100,6 +100,10 @@ def test_the_server_side_router_refuses_or_fails_start_up_as_configured(tmp_path
                            dimension=DIMENSION, embedding_model="test-encoder")
     with pytest.raises(ConfigError, match="learned_router: .*embedding dimension 9"):
         strict.load_now()
+    empty = LearnedRouter(LearnedRouterSettings(models_dir=str(tmp_path / "none"), required=True), Metrics(),
+                          dimension=DIMENSION, embedding_model="test-encoder")
+    with pytest.raises(ConfigError, match="no router artifact"):
+        empty.load_now()
 
 
 def test_a_newer_artifact_is_swapped_in_and_a_bad_one_keeps_the_current(tmp_path: Path) -> None:
