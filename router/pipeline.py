@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,14 +145,11 @@ class Pipeline:
                 return None
         if vector is None:
             return None
-        if trace is not None:
-            trace.vector = vector
-            trace.structural = tuple(float(v) for v in structural_vector(hub_request))
-        if not predicting or self._learned is None:
-            return None
-        prediction = await self._learned.predict(vector, hub_request)
-        if trace is not None:
-            trace.prediction = prediction
+        prediction = await self._learned.predict(vector, hub_request) if self._learned is not None else None
+        if trace is not None:  # the features are computed once, off the loop: by the prediction when there is one
+            trace.vector, trace.prediction = vector, prediction
+            trace.structural = prediction.structural if prediction is not None else tuple(
+                float(v) for v in await asyncio.to_thread(structural_vector, hub_request))
         return prediction
 
     def _serve_hit(self, call: ClientCall, probe: CacheProbe) -> Answer:
