@@ -1,7 +1,8 @@
 # CascadeFlow Router: a slim image of the proxy (embedded state; no external service needed).
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+    CASCADEFLOW_DATA_DIR=/app CASCADEFLOW_LEARNED_ROUTER__MODELS_DIR=/app/models
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
@@ -18,7 +19,8 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir --index-url "$
 RUN useradd --create-home --uid 10001 cascadeflow \
  && mkdir -p /app/var /app/.cache \
  && chown cascadeflow /app/var /app/.cache /app/models
-# var/: the outcome log and its spool; .cache/: the semantic cache snapshot; models/: retrained artifacts
+# data_dir is /app: var/ holds the outcome log and its spool, .cache/ the semantic cache snapshot (when the
+# cache is enabled); models/ the shipped and retrained artifacts
 VOLUME ["/app/var"]
 USER cascadeflow
 EXPOSE 8000

@@ -61,21 +61,35 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: valid ({len(settings.providers)} providers, {len(settings.models)} model routes, "
           f"{len(settings.cascade_rules)} cascade rules, {len(settings.auth.keys)} proxy keys)")
+    print("\n".join(_state_paths(settings)))
     if settings.learned_router.enabled and settings.cascade_rules:
         return _check_artifact(settings)
     return 0
 
 
+def _state_paths(settings: Settings) -> list[str]:
+    """Where the proxy would keep its state, as resolved from the config."""
+    lines = [f"state directory: {settings.data_dir}"]
+    log = settings.outcome_log
+    if log.enabled:
+        lines.append(f"  outcome log: {log.url}" + (f" (spool {log.spool_path})" if log.spool_path else ""))
+    if settings.semantic_cache_wanted:
+        lines.append(f"  semantic cache: {settings.cache.directory or 'in memory only'}")
+    return lines
+
+
 def _check_artifact(settings: Settings) -> int:
     """Whether the router artifact the proxy would load matches this code (metadata only: nothing unpickled)."""
+    from router.assets import models_dir_of
     from router.embedding.encoder import DIMENSION, MODEL_NAME
     from router.policy.classifier import ArtifactMismatch, check_metadata, latest_artifact_dir, read_metadata
     from router.policy.features import FEATURES_VERSION
 
     learned = settings.learned_router
-    directory = Path(learned.artifact) if learned.artifact else latest_artifact_dir(Path(learned.models_dir))
+    models_dir = models_dir_of(learned.models_dir)
+    directory = Path(learned.artifact) if learned.artifact else latest_artifact_dir(models_dir)
     if directory is None:
-        print(f"learned router: no artifact under {learned.models_dir}; every cascade request drafts first")
+        print(f"learned router: no artifact under {models_dir}; every cascade request drafts first")
         return 2 if learned.required else 0
     try:
         metadata = read_metadata(directory)
@@ -122,7 +136,7 @@ def _replay_upstream(args: argparse.Namespace) -> int:
 
     source: AnswerSource = ScriptedSource()
     if args.source == "dataset":
-        source = DatasetSource(load_rows(args.data) if args.data else load_rows())
+        source = DatasetSource(load_rows(args.data))
     app = create_upstream_app(source, latency_s=args.latency_ms / 1000.0, stream_delay_s=args.stream_delay_ms / 1000.0)
     print(f"replay upstream ({args.source}) on http://{args.host}:{args.port}  (OpenAI base URL: .../v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -176,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--latency-ms", type=float, default=0.0)
     replay.add_argument("--stream-delay-ms", type=float, default=0.0)
     replay.add_argument("--source", choices=["scripted", "dataset"], default="dataset")
-    replay.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: data/routellm/dev.jsonl)")
+    replay.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: the shipped RouteLLM data)")
     replay.set_defaults(handler=_replay_upstream)
 
     commands.add_parser("eval", help="offline evaluation: replay the routing policy on labelled data "

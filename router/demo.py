@@ -12,12 +12,11 @@ import openai
 from tqdm import tqdm
 
 from router.app import create_app
-from router.replay.dataset import DEFAULT_DATA, DatasetSource, LabelledRow, load_rows, sample_rows
+from router.replay.dataset import DatasetSource, LabelledRow, load_rows, sample_rows
 from router.replay.runner import BackgroundServer
 from router.replay.server import create_upstream_app
 from router.settings import Settings
 
-DEFAULT_MODELS = Path(__file__).resolve().parents[1] / "models"
 REQUEST_MODEL = "gpt-4-1106-preview"
 DRAFT_MODEL = "mixtral-8x7b-instruct"
 WHAT_IF_THRESHOLDS = (0.0, 0.8, 0.9, 0.95, 0.97, 0.99, 1.01)
@@ -54,7 +53,7 @@ def demo_settings(upstream_url: str, threshold: float, learned: bool = False) ->
         cascade_rules=[{"request_model": REQUEST_MODEL, "draft_model": DRAFT_MODEL, "verifier_model": REQUEST_MODEL,
                         "quality_threshold": threshold}],
         embedding={"enabled": learned}, cache={"enabled": False}, outcome_log={"enabled": False},
-        learned_router={"enabled": learned, "models_dir": str(DEFAULT_MODELS), "required": learned},
+        learned_router={"enabled": learned, "required": learned},  # models_dir unset: the shipped artifact
     )
 
 
@@ -81,7 +80,7 @@ def _send(client: openai.OpenAI, row: LabelledRow) -> Served:
 
 
 def run_demo(*, limit_per_source: int = 60, threshold: float = 0.95, concurrency: int = 8, latency_ms: float = 0.0,
-             sources: Sequence[str] = ("gsm8k", "mt_bench"), data: Path = DEFAULT_DATA,
+             sources: Sequence[str] = ("gsm8k", "mt_bench"), data: Path | None = None,
              progress: bool = True, learned: bool = False) -> DemoReport:
     """Send sampled prompts through the proxy with the official SDK and collect the cascade's decisions.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from router.assets import models_dir_of
 from router.errors import ConfigError
 from router.metrics import Metrics
 from router.policy.classifier import (
@@ -78,10 +79,15 @@ class LearnedRouter:
         """The artifact in use, if any."""
         return self._artifact
 
+    @property
+    def models_dir(self) -> Path:
+        """Where artifacts are looked for (`models_dir`, else the shipped one)."""
+        return models_dir_of(self._settings.models_dir)
+
     def _candidate(self) -> Path | None:
         if self._settings.artifact:
             return Path(self._settings.artifact)
-        return latest_artifact_dir(Path(self._settings.models_dir))
+        return latest_artifact_dir(self.models_dir)
 
     def _load(self, directory: Path) -> RouterArtifact:
         return load_artifact(directory, expected_dimension=self._dimension,
@@ -107,10 +113,9 @@ class LearnedRouter:
         directory = self._candidate()
         if directory is None:
             if self._settings.required:
-                raise ConfigError(f"learned_router: no router artifact under {self._settings.models_dir} "
+                raise ConfigError(f"learned_router: no router artifact under {self.models_dir} "
                                   "(required: true); train one with `cascadeflow train`")
-            logger.warning("no router artifact under %s: every cascade request drafts first",
-                           self._settings.models_dir)
+            logger.warning("no router artifact under %s: every cascade request drafts first", self.models_dir)
             return
         try:
             self._use(self._load(directory))

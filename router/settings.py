@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,14 +18,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from router.config_sources import deep_merge, env_overrides, interpolate, parse_yaml, setting_variables
 from router.errors import ConfigError
+from router.paths import resolve_path, resolve_sqlite_url, state_base
 
 ProviderKind = Literal["anthropic", "openai"]
 
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+CONFIG_VARIABLE = "CASCADEFLOW_CONFIG"
 
 
 class _Strict(BaseModel):
@@ -86,7 +88,30 @@ class CascadeRule(_Strict):
     verifier_model: str
     quality_threshold: float = Field(0.7, ge=0.0, le=1.0)
     draft_timeout_s: float = Field(120.0, gt=0)
-    cache_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    semantic_cache: bool | None = None
+    """The semantic cache on or off for this rule (None: as `cache.enabled`)."""
+    semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    """This rule's cache similarity threshold (None: `cache.similarity_threshold`); was `cache_threshold`."""
+    cache_sampled: bool | None = None
+    """Let this rule's cache answer requests sampled at temperature > 0 or unset (None: `cache.allow_sampled`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_cache_threshold(cls, data: Any) -> Any:
+        """Accept the deprecated `cache_threshold` as `semantic_threshold`."""
+        if not isinstance(data, dict) or "cache_threshold" not in data:
+            return data
+        data = dict(data)
+        old = data.pop("cache_threshold")
+        if data.get("semantic_threshold") not in (None, old):
+            raise ValueError("cache_threshold: the deprecated name of semantic_threshold; give only semantic_threshold")
+        data["semantic_threshold"] = old
+        return data
+
+    @property
+    def cache_threshold(self) -> float | None:
+        """Deprecated: `semantic_threshold`."""
+        return self.semantic_threshold
 
     @model_validator(mode="after")
     def _named(self) -> CascadeRule:
@@ -115,9 +140,10 @@ class EmbeddingSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    """The semantic cache: FAISS per scope in each process; `redis` mode shares entries across replicas."""
+    """The semantic cache (opt-in): FAISS per scope in each process; `redis` mode shares entries across replicas."""
 
-    enabled: bool = True
+    enabled: bool = False
+    """Off by default; a cascade rule's `semantic_cache: true` turns it on for that rule alone."""
     mode: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "cascadeflow:cache"
@@ -158,13 +184,14 @@ class OutcomeLogSettings(_Strict):
 class LearnedRouterSettings(_Strict):
     """The learned router: a classifier of P(draft good enough) from the request alone.
 
-    The newest valid artifact under `models_dir` is loaded at start-up and swapped in when a newer one
-    appears (checked every `reload_interval_s`). Below `skip_threshold` (the artifact's own when unset)
-    a request skips the draft and goes to the strong model.
+    The newest valid artifact under `models_dir` (None: the proxy's shipped `models/`) is loaded at start-up and
+    swapped in when a newer one appears (checked every `reload_interval_s`). Below `skip_threshold` (the
+    artifact's own when unset) a request skips the draft and goes to the strong model.
     """
 
     enabled: bool = True
-    models_dir: str = "models"
+    models_dir: str | None = None
+    """Where router artifacts are looked for (None: the `models/` shipped with the proxy)."""
     artifact: str | None = None
     skip_threshold: float | None = Field(None, ge=0.0, le=1.0)
     reload_interval_s: float = Field(10.0, gt=0)
@@ -177,7 +204,8 @@ class LabelSettings(_Strict):
     Escalated requests have both answers. A share of accepted drafts (`exploration_rate`) is also sent to
     the strong model in the background so labels are not limited to what the router already escalates.
     The judge is `agreement` (embedding similarity, exact or numeric match of the two answers) or `grader`
-    (the strong model grades the draft against its own answer).
+    (the strong model grades the draft against its own answer). Background exploration and grading never
+    spend a client's own forwarded provider key unless `spend_client_keys` is true.
     """
 
     exploration_rate: float = Field(0.05, ge=0.0, le=1.0)
@@ -185,6 +213,8 @@ class LabelSettings(_Strict):
     agreement_similarity: float = Field(0.8, ge=0.0, le=1.0)
     grader_model: str | None = None
     max_concurrent: int = Field(4, ge=1)
+    spend_client_keys: bool = False
+    """Background exploration and grading never spend a client's own forwarded key unless this is true."""
 
 
 class ProxyKey(_Strict):
@@ -216,25 +246,21 @@ DEFAULT_PROVIDERS: dict[str, dict[str, str]] = {
 """Built-in providers, used when the config names none; keys come from the environment."""
 
 
-def _default_routes() -> list[ModelRoute]:
-    return [
-        ModelRoute(match="claude-*", provider="anthropic"),
-        ModelRoute(match="gpt-*", provider="openai"),
-        ModelRoute(match="chatgpt-*", provider="openai"),
-        ModelRoute(match="o[0-9]*", provider="openai"),
-    ]
+DEFAULT_ROUTES: tuple[tuple[str, str], ...] = (
+    ("claude-*", "anthropic"), ("gpt-*", "openai"), ("chatgpt-*", "openai"), ("o[0-9]*", "openai"))
+"""Built-in model routes (pattern, provider), used when the config gives none: those of configured providers."""
 
 
 class Settings(BaseSettings):
-    """All configuration of one proxy process."""
+    """All configuration of one proxy process (built directly: the given values only; see `load_settings`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CASCADEFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
+    data_dir: str | None = None
+    """The base of relative state paths (cache, outcome log, spool, artifacts); `load_settings` sets the one used."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
-    models: list[ModelRoute] = Field(default_factory=_default_routes)
+    models: list[ModelRoute] = Field(default_factory=list)
     cascade_rules: list[CascadeRule] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -242,6 +268,25 @@ class Settings(BaseSettings):
     outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
     learned_router: LearnedRouterSettings = Field(default_factory=LearnedRouterSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the given values: `load_settings` applies the environment it is given (os.environ by default)."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_routes(cls, data: Any) -> Any:
+        """Without `models`, the built-in routes of the providers that are configured."""
+        if isinstance(data, dict) and data.get("models") is None:
+            configured = data.get("providers") or {}
+            routes = [{"match": match, "provider": name} for match, name in DEFAULT_ROUTES if name in configured]
+            return {**data, "models": routes}
+        return data
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:
@@ -251,6 +296,7 @@ class Settings(BaseSettings):
         for index, route in enumerate(self.models):
             if route.provider not in self.providers:
                 raise ValueError(f"models.{index}.provider: unknown provider {route.provider!r}")
+        self._check_model_references()
         seen: set[str] = set()
         for index, rule in enumerate(self.cascade_rules):
             for key in (rule.request_model, f"cascade/{rule.name}" if rule.name else None):
@@ -260,6 +306,23 @@ class Settings(BaseSettings):
                     seen.add(key)
         return self
 
+    def _check_model_references(self) -> None:
+        """A `provider/model` name must name a configured provider, unless a model route matches the whole name."""
+        references = [("labels.grader_model", self.labels.grader_model or "")] + [
+            (f"cascade_rules.{index}.{field}", getattr(rule, field))
+            for index, rule in enumerate(self.cascade_rules) for field in ("draft_model", "verifier_model")]
+        for key, model in references:
+            prefix, slash, _ = model.partition("/")
+            if slash and prefix not in self.providers and not any(
+                    fnmatch.fnmatchcase(model, route.match) for route in self.models):
+                configured = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"{key}: unknown provider {prefix!r} (configured: {configured})")
+
+    @property
+    def semantic_cache_wanted(self) -> bool:
+        """Whether any request may use the semantic cache (`cache.enabled`, or a rule's `semantic_cache: true`)."""
+        return self.cache.enabled or any(rule.semantic_cache for rule in self.cascade_rules)
+
     def provider_kind(self, name: str) -> ProviderKind:
         """The dialect family of a provider (its name when kind is omitted)."""
         provider = self.providers[name]
@@ -268,66 +331,37 @@ class Settings(BaseSettings):
         return "anthropic" if name == "anthropic" else "openai"
 
 
-_PLACEHOLDER = re.compile(r"__cfenv(\d+)__")
-
-
-def interpolate(value: Any, environ: Mapping[str, str], path: str = "",
-                references: list[re.Match[str]] | None = None) -> Any:
-    """Replace ${VAR} and ${VAR:-default} (or their placeholders) in every string of a decoded YAML tree."""
-    if isinstance(value, dict):
-        return {
-            key: interpolate(item, environ, f"{path}.{key}" if path else str(key), references)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [interpolate(item, environ, f"{path}.{index}", references) for index, item in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def resolve(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"{path}: environment variable {name} is not set (use ${{{name}:-}} for optional)")
-
-    if references is not None:
-        return _PLACEHOLDER.sub(lambda m: resolve(references[int(m.group(1))]), value)
-    return _INTERPOLATION.sub(resolve, value)
-
-
-def _parse_yaml(text: str, environ: Mapping[str, str], source: str) -> dict[str, Any]:
-    """Parse YAML whose ${VAR} references may stand anywhere, even unquoted inside flow mappings."""
-    references: list[re.Match[str]] = []
-
-    def hide(match: re.Match[str]) -> str:
-        references.append(match)
-        return f"__cfenv{len(references) - 1}__"
-
-    try:
-        raw = yaml.safe_load(_INTERPOLATION.sub(hide, text))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping")
-    result: dict[str, Any] = interpolate(raw, environ, "", references)
-    return result
-
-
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(root)"
-        lines.append(f"{location}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        location = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{location}: {message}" if location else message)
     return "; ".join(lines)
+
+
+def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]) -> Settings:
+    """The settings with every relative state path (and sqlite URL) taken under `base`."""
+
+    def local(value: str | None) -> str | None:
+        return None if value is None else resolve_path(value, base, environ)
+
+    cache, log, learned = settings.cache, settings.outcome_log, settings.learned_router
+    return settings.model_copy(update={
+        "data_dir": str(base),
+        "cache": cache.model_copy(update={"directory": local(cache.directory)}),
+        "outcome_log": log.model_copy(update={"url": resolve_sqlite_url(log.url, base, environ),
+                                              "spool_path": local(log.spool_path)}),
+        "learned_router": learned.model_copy(update={"models_dir": local(learned.models_dir),
+                                                     "artifact": local(learned.artifact)}),
+    })
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
                   **overrides: Any) -> Settings:
-    """Load settings from a YAML file (or built-in defaults), raising ConfigError with the key path."""
+    """Settings from a YAML file (or defaults) under CASCADEFLOW_* variables and `overrides`, paths resolved."""
+    # precedence: `overrides` (sections of values, e.g. CLI flags; None skipped) > the CASCADEFLOW_* variables of
+    # `environ` (os.environ when None) > the file. Relative state paths: see router.paths.state_base.
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     if path is not None:
@@ -335,20 +369,22 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        data = _parse_yaml(text, env, str(path))
+        data = parse_yaml(text, env, str(path))
     if not data.get("providers"):
         data["providers"] = interpolate(DEFAULT_PROVIDERS, env, "providers")
+    data = deep_merge(data, env_overrides(env, Settings.model_fields))
     for section, values in overrides.items():
-        merged = dict(data.get(section) or {})
-        merged.update({key: value for key, value in values.items() if value is not None})
-        data[section] = merged
+        data = deep_merge(data, {section: {key: value for key, value in values.items() if value is not None}})
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from exc
+        named = setting_variables(env, Settings.model_fields)
+        note = f" (CASCADEFLOW_* variables set: {', '.join(named)})" if named else ""
+        raise ConfigError(_format_validation_error(exc) + note) from exc
+    return _with_state_paths(settings, state_base(path, settings.data_dir, env), env)
 
 
 def config_path_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
     """The config file named by CASCADEFLOW_CONFIG (set by `cascadeflow proxy start --config`)."""
     env = os.environ if environ is None else environ
-    return env.get("CASCADEFLOW_CONFIG") or None
+    return env.get(CONFIG_VARIABLE) or None

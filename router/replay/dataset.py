@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router.assets import shipped_routellm_data
 from router.replay.answers import Answer, Fault, UpstreamRequest
 from router.replay.scripted import last_turn
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data" / "routellm" / "dev.jsonl"
 DRAFT_NAMES = frozenset({"mixtral-8x7b-instruct", "mistralai/mixtral-8x7b-instruct-v0.1"})
 STRONG_NAMES = frozenset({"gpt-4-1106-preview"})
 _SPACE = re.compile(r"\s+")
@@ -42,10 +42,10 @@ class LabelledRow:
     draft_good_enough: int
 
 
-def load_rows(path: Path = DEFAULT_DATA) -> list[LabelledRow]:
-    """Every row that has both answers' text (GSM8K and MT-bench; MMLU rows carry none)."""
+def load_rows(path: Path | None = None) -> list[LabelledRow]:
+    """Every row that has both answers' text (GSM8K and MT-bench; MMLU rows carry none); the shipped data by default."""
     rows = []
-    with path.open(encoding="utf-8") as handle:
+    with (path or shipped_routellm_data()).open(encoding="utf-8") as handle:
         for line in handle:
             raw: dict[str, Any] = json.loads(line)
             if not raw.get("draft_response") or not raw.get("strong_response"):

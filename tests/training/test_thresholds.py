@@ -46,7 +46,7 @@ def test_an_existing_threshold_is_replaced_in_place(tmp_path: Path) -> None:
     write_thresholds(path, skip_threshold=0.5, rule="claude-sonnet-4-5", quality_threshold=None)
     text = path.read_text()
     assert text.count("skip_threshold") == 1 and "skip_threshold: 0.5000" in text
-    assert load_settings(path, environ={}).learned_router.models_dir == "models"
+    assert load_settings(path, environ={}).learned_router.models_dir == str(path.parent / "models")
     assert set_skip_threshold("learned_router: {}\n", 0.2) == "learned_router:\n  skip_threshold: 0.2000\n"
 
 
