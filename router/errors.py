@@ -10,7 +10,8 @@
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
             ├── UpstreamTimeoutError 504 no answer in time
-            └── UpstreamUnreachableError 502 connection failed
+            ├── UpstreamUnreachableError 502 connection failed
+            └── UpstreamMalformedError   502 an answer that is not what its wire format promises
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ class UpstreamTimeoutError(UpstreamError):
 
 class UpstreamUnreachableError(UpstreamError):
     """The provider could not be reached."""
+
+    status = 502
+    kind = "api_error"
+
+
+class UpstreamMalformedError(UpstreamError):
+    """The provider's answer could not be decoded (invalid JSON, a missing or impossible field)."""
 
     status = 502
     kind = "api_error"

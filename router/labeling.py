@@ -3,7 +3,9 @@
 An escalated request has both answers: it is judged at once. A share of the others (`labels.exploration_rate`)
 is explored: an accepted draft is also sent to the strong model, and a request the learned router sent straight
 to the strong model is also sent to the draft, so labels are not limited to what the router already escalates.
-Exploration calls cost money: they are counted in `cascadeflow_cost_usd_total{kind="exploration"}`.
+Exploration and grading cost money: each call is a ledger entry of its own kind (`cascadeflow_cost_usd_total
+{kind="exploration"|"grader"}`), and they are paid with the provider's configured key, never with a client's
+forwarded key unless `labels.spend_client_keys` says so.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from router.background import BackgroundTasks
-from router.costs import PriceBook
-from router.drafting import DraftFailed, DraftResult, run_draft
+from router.errors import UpstreamError
+from router.ledger import Ledger, LedgerEntry
 from router.metrics import Metrics
-from router.policy.capabilities import NotServableByDraft
-from router.providers.registry import ProviderRegistry
+from router.policy.capabilities import NotServableByDraft, adapt_request
+from router.providers.call import Upstream
+from router.providers.registry import NoCredentials, ProviderRegistry
+from router.providers.wire import Completion
 from router.scoring.agreement import GRADER_SYSTEM, Verdict, grader_prompt, grader_verdict, judge_agreement
 from router.scoring.extract import answer_text
 from router.settings import CascadeRule, LabelSettings
-from router.types import ClientCall, JSONObject, client_family
+from router.types import ClientCall, JSONObject
 
 if TYPE_CHECKING:
     from router.embedding.encoder import Encoder
@@ -37,13 +41,15 @@ GRADER_MAX_TOKENS = 8
 class Labeler:
     """Judges outcomes and writes their labels to the outcome log."""
 
-    def __init__(self, settings: LabelSettings, log: OutcomeLog, registry: ProviderRegistry, metrics: Metrics,
-                 prices: PriceBook, encoder: Encoder | None = None, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: LabelSettings, log: OutcomeLog, registry: ProviderRegistry, upstream: Upstream,
+                 metrics: Metrics, ledger: Ledger, encoder: Encoder | None = None,
+                 rng: random.Random | None = None) -> None:
         self._settings = settings
         self._log = log
         self._registry = registry
+        self._upstream = upstream
         self._metrics = metrics
-        self._prices = prices
+        self._ledger = ledger
         self._encoder = encoder
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(settings.max_concurrent)
@@ -66,13 +72,11 @@ class Labeler:
                        served: JSONObject, served_by: str) -> None:
         other = rule.strong_model if served_by == "draft" else rule.draft_model
         tier = "strong" if served_by == "draft" else "draft"
-        result = await self._ask(call, other, hub_request, rule.draft_timeout_s, "exploration call")
-        if result is None:
+        result = await self._ask(call, other, hub_request, rule.draft_timeout_s, "exploration")
+        if result is None or result.message is None:
             self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="failed")
             return
         self._metrics.inc("cascadeflow_explorations_total", tier=tier, result="ok")
-        self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(other, result.usage).usd,
-                          kind="exploration")
         draft, strong = (served, result.message) if served_by == "draft" else (result.message, served)
         await self._label(request_id, call, rule, hub_request, draft, strong)
 
@@ -107,21 +111,30 @@ class Labeler:
         request = {"model": grader, "max_tokens": GRADER_MAX_TOKENS, "system": GRADER_SYSTEM,
                    "messages": [{"role": "user", "content": grader_prompt(hub_request, draft, strong)}]}
         result = await self._ask(call, grader, request, rule.draft_timeout_s, "grader")
-        if result is None:
+        if result is None or result.message is None:
             return None
-        self._metrics.inc("cascadeflow_cost_usd_total", self._prices.cost(grader, result.usage).usd, kind="grader")
         return grader_verdict(result.message, grader)
 
     async def _ask(self, call: ClientCall, model: str, request: JSONObject, timeout_s: float,
-                   what: str) -> DraftResult | None:
-        """A complete answer of `model` (buffered), or None when it failed (logged)."""
+                   kind: str) -> Completion | None:
+        """A complete answer of `model` (buffered, paid as `kind` in the ledger), or None when it failed (logged)."""
         async with self._slots:
             try:
-                return await run_draft(call, self._registry.resolve(model, client_family(call.dialect)), request,
-                                       timeout_s)
-            except (DraftFailed, NotServableByDraft) as exc:
-                logger.info("%s to %s failed: %s", what, model, exc)
+                target = self._registry.resolve(model, call.dialect, buffered=True)
+                adapted = adapt_request(request, target.upstream_model)
+                buffered = await self._upstream.buffer(call, target, adapted, native=False, timeout_s=timeout_s,
+                                                       background=True)
+            except NoCredentials as exc:
+                logger.info("%s to %s skipped: %s", kind, model, exc)
+                self._metrics.inc("cascadeflow_explorations_total", tier=kind, result="no_key")
                 return None
+            except (UpstreamError, TimeoutError, NotServableByDraft) as exc:
+                logger.info("%s to %s failed: %s", kind, model, exc)
+                return None
+        completion = buffered.completion
+        charge = self._ledger.charge(target.upstream_model, completion.usage, target.provider.name)
+        self._ledger.post(LedgerEntry(charge), kind=kind)
+        return completion if completion.complete else None
 
     async def drain(self) -> None:
         """Wait for the labels in flight (at shutdown, and in tests)."""

@@ -8,21 +8,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.auth import Authenticator
-from router.bridge import Bridge
-from router.cascade import Cascade
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
+from router.ledger import Ledger
 from router.metrics import Metrics
-from router.pipeline import Pipeline, PipelineParts
+from router.pipeline import Pipeline, Steps
+from router.pipeline.draft import DraftStep
+from router.pipeline.predict import PredictStep
+from router.pipeline.record import RecordStep
+from router.pipeline.serve import ServeStep
+from router.pipeline.verify import VerifyStep
+from router.providers.call import Upstream
 from router.providers.registry import ProviderRegistry
 from router.scoring import ConfidenceScorer
 from router.settings import Settings
 
 if TYPE_CHECKING:
-    from router.caching import CacheLayer
     from router.embedding.encoder import Encoder
     from router.learned import LearnedRouter
-    from router.outcomes import OutcomeRecorder
+    from router.pipeline.cache import CacheStep
+    from router.pipeline.record import OutcomeRecorder
 
 logger = logging.getLogger("router.services")
 
@@ -38,7 +43,7 @@ class Services:
     catalog: ModelCatalog
     metrics: Metrics
     encoder: Encoder | None = None
-    cache_layer: CacheLayer | None = None
+    cache_step: CacheStep | None = None
     learned: LearnedRouter | None = None
     recorder: OutcomeRecorder | None = None
     _owned: list[Any] = field(default_factory=list)
@@ -48,24 +53,15 @@ class Services:
         """Wire the objects together (no I/O: `start` opens connections and loads models)."""
         registry = ProviderRegistry(settings)
         metrics = Metrics()
-        bridge = Bridge()
-        prices = PriceBook()
-        cascade = Cascade(registry, bridge, ConfidenceScorer(), prices)
+        ledger = Ledger(PriceBook(), metrics)
+        upstream = Upstream(spend_client_keys=settings.labels.spend_client_keys)
         if encoder is None and settings.embedding.enabled:
             from router.embedding.encoder import Encoder
 
             embedding = settings.embedding
             encoder = Encoder(max_batch=embedding.max_batch, window_ms=embedding.window_ms,
                               max_chars=embedding.max_chars, threads=embedding.threads)
-        cache_layer = None
-        semantic = None
-        if settings.cache.enabled and encoder is not None:
-            from router.caching import CacheLayer
-            from router.semantic_setup import build_semantic_cache
-
-            semantic = build_semantic_cache(settings.cache)
-            cache_layer = CacheLayer(encoder, semantic, metrics, threshold=settings.cache.similarity_threshold,
-                                     allow_sampled=settings.cache.allow_sampled)
+        cache, semantic = cls._cache(settings, encoder, metrics)
         learned = None
         if settings.learned_router.enabled and settings.cascade_rules and encoder is not None:
             from router.embedding.encoder import MODEL_NAME
@@ -73,28 +69,44 @@ class Services:
 
             learned = LearnedRouter(settings.learned_router, metrics, dimension=encoder.dimension,
                                     embedding_model=MODEL_NAME)
-        recorder = cls._recorder(settings, registry, metrics, prices, encoder)
-        parts = PipelineParts(cache=cache_layer, learned=learned, encoder=encoder, recorder=recorder)
-        pipeline = Pipeline(registry, bridge, list(settings.cascade_rules), cascade, metrics, parts)
+        recorder = cls._recorder(settings, registry, upstream, metrics, ledger, encoder)
+        record = RecordStep(ledger, metrics, recorder, cache)
+        steps = Steps(cache=cache,
+                      predict=PredictStep(learned, encoder, metrics, logging_features=recorder is not None),
+                      draft=DraftStep(registry, upstream), verify=VerifyStep(ConfidenceScorer()),
+                      serve=ServeStep(registry, upstream, ledger, record), record=record)
+        pipeline = Pipeline(registry, upstream, list(settings.cascade_rules), steps)
         services = cls(settings=settings, registry=registry, authenticator=Authenticator(settings.auth),
                        pipeline=pipeline, catalog=ModelCatalog(settings, registry), metrics=metrics,
-                       encoder=encoder, cache_layer=cache_layer, learned=learned, recorder=recorder)
+                       encoder=encoder, cache_step=cache, learned=learned, recorder=recorder)
         services._owned = [semantic] if semantic is not None else []
         return services
 
     @staticmethod
-    def _recorder(settings: Settings, registry: ProviderRegistry, metrics: Metrics, prices: PriceBook,
-                  encoder: Encoder | None) -> OutcomeRecorder | None:
+    def _cache(settings: Settings, encoder: Encoder | None, metrics: Metrics) -> tuple[CacheStep | None, Any]:
+        """The cache step, when the proxy or a rule opted in and there is an encoder."""
+        if not settings.semantic_cache_wanted or encoder is None:
+            return None, None
+        from router.pipeline.cache import CacheStep
+        from router.semantic_setup import build_semantic_cache
+
+        semantic = build_semantic_cache(settings.cache)
+        return CacheStep(encoder, semantic, metrics, settings.cache), semantic
+
+    @staticmethod
+    def _recorder(settings: Settings, registry: ProviderRegistry, upstream: Upstream, metrics: Metrics,
+                  ledger: Ledger, encoder: Encoder | None) -> OutcomeRecorder | None:
         """The outcome log and, with cascade rules, the labeler of live traffic."""
         if not settings.outcome_log.enabled:
             return None
         from router.labeling import Labeler
-        from router.outcomes import OutcomeRecorder
+        from router.pipeline.record import OutcomeRecorder
         from router.storage import open_outcome_log
 
         log = open_outcome_log(settings.outcome_log)
-        labeler = Labeler(settings.labels, log, registry, metrics, prices, encoder) if settings.cascade_rules else None
-        return OutcomeRecorder(log, settings.outcome_log, metrics, prices, labeler)
+        labeler = Labeler(settings.labels, log, registry, upstream, metrics, ledger, encoder) \
+            if settings.cascade_rules else None
+        return OutcomeRecorder(log, settings.outcome_log, metrics, labeler)
 
     async def start(self) -> None:
         """Open connections, load the encoder (in a thread), start the cache."""

@@ -63,8 +63,9 @@ class ClientCall:
 
     @property
     def model(self) -> str:
-        """The model the client asked for."""
-        return str(self.body["model"])
+        """The model the client asked for ("" before validation found none)."""
+        model = self.body.get("model")
+        return model if isinstance(model, str) else ""
 
     @property
     def stream(self) -> bool:

@@ -41,3 +41,22 @@ def test_importing_the_app_has_no_side_effects() -> None:
             "assert threading.active_count() == before\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_only_the_provider_adapters_know_a_provider_kind() -> None:
+    """Request building and answer decoding per provider live in router/providers/ alone."""
+    offenders = []
+    for path in python_files("router"):
+        relative = str(path.relative_to(ROOT))
+        if relative.startswith(("router/providers/", "router/settings.py")):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "provider.kind" in line or "provider_kind ==" in line.replace("exc.provider_kind == client_kind", ""):
+                offenders.append(f"{relative}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_the_pipeline_is_a_package_of_steps() -> None:
+    steps = {path.stem for path in (ROOT / "router" / "pipeline").glob("*.py")}
+    assert {"cache", "predict", "draft", "verify", "record", "flow", "outcome"} <= steps
+    assert not (ROOT / "router" / "pipeline.py").exists()

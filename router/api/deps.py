@@ -55,8 +55,8 @@ async def read_json_body(request: Request, limit: int) -> tuple[bytes, JSONObjec
 
 
 async def client_call(request: Request, services: Services, principal: Principal, dialect: Dialect,
-                      endpoint: Endpoint) -> tuple[ClientCall, JSONObject]:
-    """Read the body and assemble the call (validation is the caller's)."""
+                      endpoint: Endpoint) -> ClientCall:
+    """Read the body and assemble the call (validation is the pipeline's first step)."""
     raw, body = await read_json_body(request, services.settings.server.max_body_bytes)
     call = ClientCall(
         dialect=dialect,
@@ -68,7 +68,7 @@ async def client_call(request: Request, services: Services, principal: Principal
         principal=principal,
         request_id=request.state.request_id,
     )
-    return call, body
+    return call
 
 
 def render(answer: Answer) -> Response:

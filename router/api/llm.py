@@ -1,4 +1,4 @@
-"""Thin handlers of the LLM endpoints: authenticate, parse, validate, call the pipeline, render."""
+"""Thin handlers of the LLM endpoints: authenticate, parse, call the pipeline, render."""
 
 from __future__ import annotations
 
@@ -8,55 +8,49 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from router.api.deps import authenticate, client_call, get_services, render
-from router.protocol.validation import (
-    validate_anthropic_count_tokens,
-    validate_anthropic_messages,
-    validate_chat,
-    validate_responses,
-)
-from router.types import Dialect, Endpoint, JSONObject
+from router.errors import ProxyError
+from router.types import Dialect, Endpoint
 
 router = APIRouter()
 
 
-async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint,
-                 validate: Callable[[JSONObject], None]) -> Response:
+async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint) -> Response:
     # The hot path resolves its dependencies directly: FastAPI's dependency solver cost a third of the
     # proxy's CPU under load (benchmarks/proxy_overhead.py); the same functions back `Depends` elsewhere.
     services = await get_services(request)
-    principal = await authenticate(request, services)
-    call, body = await client_call(request, services, principal, dialect, endpoint)
-    validate(body)
+    try:
+        principal = await authenticate(request, services)
+        call = await client_call(request, services, principal, dialect, endpoint)
+    except ProxyError:  # refused before it became a call (key, body size, JSON): counted, nothing to record
+        services.metrics.inc("cascadeflow_requests_total", endpoint=endpoint.value, route="rejected")
+        raise
     return render(await services.pipeline.handle(call))
 
 
 @router.post("/v1/messages")
 async def messages(request: Request) -> Response:
     """Anthropic Messages."""
-    return await _serve(request, Dialect.ANTHROPIC, Endpoint.MESSAGES,
-                        validate_anthropic_messages)
+    return await _serve(request, Dialect.ANTHROPIC, Endpoint.MESSAGES)
 
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(request: Request) -> Response:
     """Anthropic token counting."""
-    return await _serve(request, Dialect.ANTHROPIC, Endpoint.COUNT_TOKENS,
-                        validate_anthropic_count_tokens)
+    return await _serve(request, Dialect.ANTHROPIC, Endpoint.COUNT_TOKENS)
 
 
 @router.post("/v1/chat/completions")
 @router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request) -> Response:
     """OpenAI Chat Completions."""
-    return await _serve(request, Dialect.OPENAI_CHAT, Endpoint.CHAT, validate_chat)
+    return await _serve(request, Dialect.OPENAI_CHAT, Endpoint.CHAT)
 
 
 @router.post("/v1/responses")
 @router.post("/responses", include_in_schema=False)
 async def responses(request: Request) -> Response:
     """OpenAI Responses."""
-    return await _serve(request, Dialect.OPENAI_RESPONSES, Endpoint.RESPONSES,
-                        validate_responses)
+    return await _serve(request, Dialect.OPENAI_RESPONSES, Endpoint.RESPONSES)
 
 
 HOT_PATHS: dict[str, Callable[[Request], Awaitable[Response]]] = {

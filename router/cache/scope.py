@@ -84,8 +84,9 @@ def uncacheable_reason(request: JSONObject, *, allow_sampled: bool = False) -> s
     if not turn_text(content):
         return "no user text"
     temperature = request.get("temperature")
-    if not allow_sampled and isinstance(temperature, int | float) and temperature > 0:
-        return "the client asked for sampling (temperature > 0)"
+    greedy = isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature == 0
+    if not allow_sampled and not greedy:  # unset means the provider's default: sampling at temperature 1
+        return "the client did not ask for temperature 0 (sampled answers differ)"
     return None
 
 

@@ -103,14 +103,26 @@ class SemanticCache:
             del self._exact[entry.exact_key]
         self._index.remove(entry.scope, entry.entry_id)
 
-    async def lookup(self, scope: str, exact_key: str, vector: NDArray[np.float32],
-                     threshold: float | None = None) -> CacheHit | None:
-        """The best live entry of the scope at or above the threshold."""
-        now = time.time()
+    def lookup_exact(self, exact_key: str) -> CacheHit | None:
+        """The live entry stored under exactly this key (no embedding needed)."""
         exact_id = self._exact.get(exact_key)
-        if exact_id is not None and (entry := self._live(exact_id, now)) is not None:
+        if exact_id is not None and (entry := self._live(exact_id, time.time())) is not None:
             self.hits += 1
             return CacheHit(entry, 1.0, True)
+        return None
+
+    async def lookup(self, scope: str, exact_key: str, vector: NDArray[np.float32],
+                     threshold: float | None = None) -> CacheHit | None:
+        """The exact entry, else the best live entry of the scope at or above the threshold."""
+        exact = self.lookup_exact(exact_key)
+        if exact is not None:
+            return exact
+        return await self.lookup_similar(scope, vector, threshold)
+
+    async def lookup_similar(self, scope: str, vector: NDArray[np.float32],
+                             threshold: float | None = None) -> CacheHit | None:
+        """The best live entry of the scope at or above the threshold."""
+        now = time.time()
         candidates = await asyncio.to_thread(self._index.search, scope, vector, 4)
         for entry_id, similarity in candidates:
             entry = self._live(entry_id, now)

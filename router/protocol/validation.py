@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.errors import InvalidRequestError
-from router.types import JSONObject
+from router.types import ClientCall, Endpoint, JSONObject
 
 ANTHROPIC_ROLES = frozenset({"user", "assistant", "system"})
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -103,3 +103,10 @@ def validate_responses(body: JSONObject) -> None:
     _check_positive_int(body, "max_output_tokens", required=False)
     _check_stream(body)
     _check_tools(body)
+
+
+def validate_call(call: ClientCall) -> None:
+    """The request body of a call, checked by its endpoint (InvalidRequestError names the field)."""
+    validators = {Endpoint.MESSAGES: validate_anthropic_messages, Endpoint.CHAT: validate_chat,
+                  Endpoint.COUNT_TOKENS: validate_anthropic_count_tokens, Endpoint.RESPONSES: validate_responses}
+    validators[call.endpoint](call.body)

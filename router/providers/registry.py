@@ -7,9 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from router.errors import NotFoundError
-from router.providers.base import HOP_BY_HOP, Provider
+from router.providers.anthropic import AnthropicWire
+from router.providers.openai_chat import ChatWire
+from router.providers.openai_responses import ResponsesWire
+from router.providers.transport import HOP_BY_HOP, Provider
+from router.providers.wire import WireAdapter
 from router.settings import ModelRoute, ProviderKind, Settings
-from router.types import Principal
+from router.types import Dialect, Principal, client_family
 
 ANTHROPIC_VERSION = "2023-06-01"
 _NOT_FORWARDED = HOP_BY_HOP | {"x-api-key", "authorization", "accept-encoding", "accept", "cookie"}
@@ -18,10 +22,27 @@ _CONTROL_PREFIX = "x-cascadeflow-"
 
 @dataclass(frozen=True)
 class Target:
-    """A provider and the model name it knows the request's model by."""
+    """A provider, the model name it knows the request's model by, and the wire it is spoken to in."""
 
     provider: Provider
     upstream_model: str
+    wire: WireAdapter
+    client_dialect: Dialect
+
+    @property
+    def native(self) -> bool:
+        """Whether the provider speaks the client's own dialect, so the raw body can be forwarded."""
+        return self.wire.dialect is self.client_dialect
+
+
+def wire_of(provider: Provider, dialect: Dialect, *, buffered: bool = False) -> WireAdapter:
+    """The wire format a provider is spoken to in, for a client of this dialect (a buffered call, never relayed
+    raw, is translated: Responses clients are served from Chat Completions then)."""
+    if provider.kind == "anthropic":
+        return AnthropicWire()
+    if dialect is Dialect.OPENAI_RESPONSES and provider.settings.supports_responses and not buffered:
+        return ResponsesWire()
+    return ChatWire()
 
 
 class ProviderRegistry:
@@ -50,27 +71,39 @@ class ProviderRegistry:
             return self.providers[family]
         return next((p for p in self.providers.values() if p.kind == family), None)
 
-    def resolve(self, model: str, client_family: ProviderKind) -> Target:
+    def resolve(self, model: str, dialect: Dialect, *, buffered: bool = False) -> Target:
         """`provider/model` names a provider explicitly; else the first matching route; else the client's kind."""
         prefix, slash, rest = model.partition("/")
         if slash and prefix in self.providers:
-            return Target(self.providers[prefix], rest)
-        for route in self._routes:
-            if fnmatch.fnmatchcase(model, route.match):
-                return Target(self.providers[route.provider], route.upstream_model or model)
-        provider = self.default_for(client_family)
-        if provider is None:
-            raise NotFoundError(f"no provider serves model {model!r}", param="model")
-        return Target(provider, model)
+            provider, upstream = self.providers[prefix], rest
+        else:
+            route = next((r for r in self._routes if fnmatch.fnmatchcase(model, r.match)), None)
+            if route is not None:
+                provider, upstream = self.providers[route.provider], route.upstream_model or model
+            else:
+                found = self.default_for(client_family(dialect))
+                if found is None:
+                    raise NotFoundError(f"no provider serves model {model!r}", param="model")
+                provider, upstream = found, model
+        return Target(provider, upstream, wire_of(provider, dialect, buffered=buffered), dialect)
 
     def listed_models(self) -> list[str]:
         """Model names that the routing table names exactly (no glob patterns)."""
         return [route.match for route in self._routes if not any(ch in route.match for ch in "*?[")]
 
 
+class NoCredentials(Exception):
+    """Background work would have to spend the client's own key, which it did not ask for."""
+
+
 def upstream_headers(provider: Provider, client_headers: Mapping[str, str], principal: Principal,
-                     *, client_family: ProviderKind) -> dict[str, str]:
-    """Headers for a provider: the client's own ones when the dialect matches, auth per the auth mode."""
+                     *, client_family: ProviderKind, background: bool = False,
+                     spend_client_keys: bool = False) -> dict[str, str]:
+    """Headers for a provider: the client's own ones when the dialect matches, auth per the auth mode.
+
+    Background work (exploration, grading) uses the provider's configured key; the client's forwarded key only
+    when `spend_client_keys` allows it, else NoCredentials is raised.
+    """
     headers: dict[str, str] = {}
     same_family = provider.kind == client_family
     if same_family:
@@ -85,10 +118,14 @@ def upstream_headers(provider: Provider, client_headers: Mapping[str, str], prin
         and provider.settings.forward_client_key
         and bool(principal.credential_headers)
     )
+    key = provider.settings.api_key.get_secret_value() if provider.settings.api_key is not None else None
+    if background and forward_client and not spend_client_keys:
+        if key is None:
+            raise NoCredentials(f"provider {provider.name} has no key of its own for background work")
+        forward_client = False
     if forward_client:
         headers.update(dict(principal.credential_headers))
-    elif provider.settings.api_key is not None:
-        key = provider.settings.api_key.get_secret_value()
+    elif key is not None:
         if provider.kind == "anthropic":
             headers["x-api-key"] = key
         else:

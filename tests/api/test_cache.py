@@ -28,9 +28,13 @@ def claude_client(proxy: BackgroundServer, key: str = "tenant-a") -> anthropic.A
     return anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
 
 
-def ask(client: anthropic.Anthropic, content: Any, **extra: Any) -> tuple[str, httpx.Headers]:
+def ask(client: anthropic.Anthropic, content: Any, temperature: float | None = 0.0,
+        **extra: Any) -> tuple[str, httpx.Headers]:
+    """One question at temperature 0 (the cache serves only answers the client asked to be deterministic)."""
+    sampling = {} if temperature is None else {"extra_body": {"temperature": temperature}}
     raw = client.messages.with_raw_response.create(model="claude-sonnet-5", max_tokens=64,
-                                                   messages=[{"role": "user", "content": content}], **extra)
+                                                   messages=[{"role": "user", "content": content}],
+                                                   **sampling, **extra)
     message = raw.parse()
     return message.content[0].text, raw.headers  # type: ignore[union-attr]
 
@@ -55,15 +59,16 @@ def test_hit_is_replayed_in_each_dialect_and_streamed(cached_proxy: BackgroundSe
     tag = marker()
     question = f"What is the boiling point of water at sea level? {tag}"
     gpt = openai.OpenAI(base_url=cached_proxy.url + "/v1", api_key="tenant-b", max_retries=0)
-    first = gpt.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+    first = gpt.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}],
+                                        temperature=0)
     with gpt.chat.completions.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": question}],
-                                     stream_options={"include_usage": True}) as stream:
+                                     stream_options={"include_usage": True}, temperature=0) as stream:
         replayed = stream.get_final_completion()
     assert replayed.choices[0].message.content == first.choices[0].message.content
     assert replayed.model == "gpt-4o-mini"
     assert replayed.usage is not None and replayed.usage.completion_tokens > 0, "usage reports the tokens"
-    response = gpt.responses.create(model="gpt-4o-mini", input=f"Name the largest ocean. {tag}")
-    with gpt.responses.stream(model="gpt-4o-mini", input=f"Name the largest ocean. {tag}") as stream:
+    response = gpt.responses.create(model="gpt-4o-mini", input=f"Name the largest ocean. {tag}", temperature=0)
+    with gpt.responses.stream(model="gpt-4o-mini", input=f"Name the largest ocean. {tag}", temperature=0) as stream:
         assert stream.get_final_response().output_text == response.output_text
     assert len(received_with(upstream, tag)) == 2
 
@@ -76,7 +81,8 @@ def test_scope_keeps_tenants_and_conversations_apart(cached_proxy: BackgroundSer
     assert headers["x-cascadeflow-cache"] == "miss", "another tenant never gets this answer"
     client = claude_client(cached_proxy, "tenant-c")
     for person in ("Barack Obama", "Joe Biden"):
-        raw = client.messages.with_raw_response.create(model="claude-sonnet-5", max_tokens=64, messages=[
+        raw = client.messages.with_raw_response.create(
+            model="claude-sonnet-5", max_tokens=64, extra_body={"temperature": 0}, messages=[
             {"role": "user", "content": f"Tell me about {person}."},
             {"role": "assistant", "content": "A president."},
             {"role": "user", "content": f"How old is he? {tag}"}])
@@ -93,13 +99,17 @@ def test_never_cached_tools_sampling_and_opt_out(cached_proxy: BackgroundServer,
             {"role": "user", "content": f'{tag} weather [[tool:get_weather {{"city": "Rome"}}]]'}])
     sampled = f"Write a haiku. {tag}"
     for _ in range(2):
-        _, headers = ask(client, sampled, extra_body={"temperature": 1.0})
+        _, headers = ask(client, sampled, temperature=1.0)
+        assert "x-cascadeflow-cache" not in headers
+    unset = f"Say hi. {tag}"  # no temperature: both providers sample at 1, so the answer is not one to repeat
+    for _ in range(2):
+        _, headers = ask(client, unset, temperature=None)
         assert "x-cascadeflow-cache" not in headers
     opted = f"Opt out question. {tag}"
     ask(client, opted)
     _, headers = ask(client, opted, extra_headers={"x-cascadeflow-cache": "off"})
     assert "x-cascadeflow-cache" not in headers
-    assert len(received_with(upstream, tag)) == 6
+    assert len(received_with(upstream, tag)) == 8
 
 
 def test_rejected_draft_is_never_cached(cached_proxy: BackgroundServer, upstream: BackgroundServer) -> None:
@@ -108,7 +118,7 @@ def test_rejected_draft_is_never_cached(cached_proxy: BackgroundServer, upstream
     answers = []
     for _ in range(2):
         raw = client.messages.with_raw_response.create(
-            model="claude-opus-4-8", max_tokens=64,
+            model="claude-opus-4-8", max_tokens=64, extra_body={"temperature": 0},
             messages=[{"role": "user", "content": f"{tag} [[weak:claude-haiku-4-5]]"}])
         answers.append((raw.parse().content[0].text, raw.headers["x-cascadeflow-cache"]))  # type: ignore[union-attr]
     assert answers == [("Hello from claude-opus-4-8.", "miss"), ("Hello from claude-opus-4-8.", "hit")]

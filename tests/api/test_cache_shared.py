@@ -60,6 +60,7 @@ def redis_port() -> Iterator[int]:
 def ask(proxy: BackgroundServer, text: str) -> httpx.Response:
     client = anthropic.Anthropic(base_url=proxy.url, api_key="shared-tenant", max_retries=0)
     raw = client.messages.with_raw_response.create(model="claude-sonnet-5", max_tokens=32,
+                                                   extra_body={"temperature": 0},
                                                    messages=[{"role": "user", "content": text}])
     return raw.http_response
 

@@ -60,7 +60,8 @@ def test_what_is_never_cached() -> None:
     assert uncacheable_reason(tool_turn) is not None
     assert uncacheable_reason(variant(temperature=0.9)) is not None
     assert uncacheable_reason(variant(temperature=0.9), allow_sampled=True) is None
-    assert uncacheable_reason(BASE) is None
+    assert uncacheable_reason(variant(temperature=0)) is None
+    assert uncacheable_reason({k: v for k, v in BASE.items() if k != "temperature"}) is not None, "unset = sampled"
     answer = {"type": "message", "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn"}
     assert unstorable_reason(answer) is None
     assert unstorable_reason({**answer, "stop_reason": "max_tokens"}) is not None

@@ -1,0 +1,101 @@
+"""The one ledger: every request's cost entry, priced from the model that really answered.
+
+Every path ends in one `LedgerEntry`: pass-through, JSON or stream, an accepted or escalated draft (with the
+draft's wasted cost), a skipped draft, a cache hit, a failure and a client that hung up (with what was spent
+before it). Background spend (exploration, grading) is an entry of its own kind. Response headers, metrics,
+the outcome log and budgets all read the entry; nothing else prices a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from router.costs import PriceBook, TokenUsage
+from router.metrics import Metrics
+
+logger = logging.getLogger("router.ledger")
+_WARNED_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One upstream call: the model that answered (as the provider knows it), its tokens and their price."""
+
+    model: str
+    usage: TokenUsage
+    usd: float
+    priced: bool
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What one request cost, what the strong model alone would have cost, and the draft spend thrown away."""
+
+    served: Charge | None = None
+    wasted_draft: Charge | None = None
+    strong_only_usd: float | None = None
+
+    @property
+    def actual_usd(self) -> float:
+        """Everything spent: the served answer plus a rejected draft."""
+        return (self.served.usd if self.served else 0.0) + (self.wasted_draft.usd if self.wasted_draft else 0.0)
+
+    @property
+    def wasted_usd(self) -> float:
+        """The rejected draft's cost."""
+        return self.wasted_draft.usd if self.wasted_draft else 0.0
+
+    @property
+    def saved_usd(self) -> float | None:
+        """Strong-only minus actual (negative when an escalation wasted a draft); None when unknown."""
+        return None if self.strong_only_usd is None else self.strong_only_usd - self.actual_usd
+
+    @property
+    def priced(self) -> bool:
+        """Whether every model involved had a price (an unknown one counts as 0)."""
+        return all(charge.priced for charge in (self.served, self.wasted_draft) if charge is not None)
+
+    def headers(self) -> dict[str, str]:
+        """The X-CascadeFlow cost headers."""
+        headers = {"x-cascadeflow-actual-cost": f"{self.actual_usd:.8f}"}
+        if self.strong_only_usd is not None:
+            headers["x-cascadeflow-original-cost"] = f"{self.strong_only_usd:.8f}"
+            headers["x-cascadeflow-cost-saved"] = f"{self.strong_only_usd - self.actual_usd:.8f}"
+        if self.wasted_draft is not None:
+            headers["x-cascadeflow-draft-cost-wasted"] = f"{self.wasted_usd:.8f}"
+        return headers
+
+
+class Ledger:
+    """Prices calls and posts entries to the metrics."""
+
+    def __init__(self, prices: PriceBook, metrics: Metrics) -> None:
+        self._prices = prices
+        self._metrics = metrics
+        self._warned: set[str] = set()
+
+    def charge(self, model: str, usage: TokenUsage | None, provider: str | None = None) -> Charge | None:
+        """The price of one call's usage on the model that answered (None without usage)."""
+        if usage is None:
+            return None
+        cost = self._prices.cost(model, usage, provider)
+        if not cost.known and model not in self._warned and len(self._warned) < _WARNED_LIMIT:
+            self._warned.add(model)
+            logger.warning("no price for model %r: its calls are counted at 0 USD", model)
+        return Charge(model, usage, cost.usd, cost.known)
+
+    def post(self, entry: LedgerEntry, kind: str = "request") -> None:
+        """Count an entry in the metrics: spend (actual, original, wasted draft) and tokens."""
+        if kind != "request":
+            self._metrics.inc("cascadeflow_cost_usd_total", entry.actual_usd, kind=kind)
+            return
+        self._metrics.inc("cascadeflow_cost_usd_total", entry.actual_usd, kind="actual")
+        if entry.strong_only_usd is not None:
+            self._metrics.inc("cascadeflow_cost_usd_total", entry.strong_only_usd, kind="original")
+        if entry.wasted_draft is not None:
+            self._metrics.inc("cascadeflow_cost_usd_total", entry.wasted_usd, kind="wasted_draft")
+        for tier, charge in (("served", entry.served), ("draft_wasted", entry.wasted_draft)):
+            if charge is not None:
+                self._metrics.inc("cascadeflow_tokens_total", charge.usage.input_tokens, tier=tier, kind="input")
+                self._metrics.inc("cascadeflow_tokens_total", charge.usage.output_tokens, tier=tier, kind="output")
