@@ -128,7 +128,7 @@ class Labeler:
                 logger.info("%s to %s skipped: %s", kind, model, exc)
                 self._metrics.inc("cascadeflow_explorations_total", tier=kind, result="no_key")
                 return None
-            except (UpstreamError, TimeoutError, NotServableByDraft) as exc:
+            except (UpstreamError, NotServableByDraft) as exc:
                 logger.info("%s to %s failed: %s", kind, model, exc)
                 return None
         completion = buffered.completion

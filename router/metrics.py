@@ -47,8 +47,13 @@ class Metrics:
                 lines.append(f"# HELP {name} {HELP.get(name, name)}")
                 lines.append(f"# TYPE {name} counter")
             label_text = ",".join(f'{key}="{value}"' for key, value in labels)
-            lines.append(f"{name}{{{label_text}}} {amount:g}" if label_text else f"{name} {amount:g}")
+            lines.append(f"{name}{{{label_text}}} {_number(amount)}" if label_text else f"{name} {_number(amount)}")
         for name, amount in sorted((gauges or {}).items()):
             lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {amount:g}")
+            lines.append(f"{name} {_number(amount)}")
         return "\n".join(lines) + "\n"
+
+
+def _number(amount: float) -> str:
+    """A sample value at full precision (spend in USD must add up; `%g` would keep six digits)."""
+    return str(int(amount)) if float(amount).is_integer() and abs(amount) < 2**53 else repr(float(amount))

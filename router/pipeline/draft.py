@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from router.errors import UpstreamError
 from router.pipeline.outcome import DraftRun
 from router.policy.capabilities import adapt_betas, adapt_request, capabilities_of
 from router.providers.call import Upstream
@@ -46,23 +44,15 @@ class DraftStep:
         beta_header = call.headers.get("anthropic-beta")
         beta = (adapt_betas(beta_header, model) or "") if beta_header is not None else None
         logprobs = target.wire.dialect is Dialect.OPENAI_CHAT and target.provider.settings.supports_logprobs
-        started = time.perf_counter()
         try:
             buffered = await self._upstream.buffer(call, target, request, native=native, timeout_s=rule.draft_timeout_s,
                                                    beta=beta, logprobs=logprobs)
-        except TimeoutError:
-            failure = f"draft {model} timed out after {rule.draft_timeout_s:g}s"
-            return self._failed(call, model, provider, started, failure)
-        except (UpstreamError, NoCredentials) as exc:
-            return self._failed(call, model, provider, started, f"draft {model} failed: {exc}")
+        except NoCredentials as exc:
+            logger.info("draft skipped for %s: %s", call.request_id, exc)
+            return DraftRun(model, provider, None, 0.0, f"draft {model} failed: {exc}")
         completion = buffered.completion
         if not completion.complete or completion.message is None:
-            failure = f"draft {model} did not complete its answer: {completion.error}"
+            failure = f"draft {model} failed: {completion.error}"
             logger.info("draft failed for %s: %s", call.request_id, failure)
             return DraftRun(model, provider, completion, buffered.latency_ms, failure)
         return DraftRun(model, provider, completion, buffered.latency_ms)
-
-    @staticmethod
-    def _failed(call: ClientCall, model: str, provider: str, started: float, failure: str) -> DraftRun:
-        logger.info("draft failed for %s: %s", call.request_id, failure)
-        return DraftRun(model, provider, None, (time.perf_counter() - started) * 1000.0, failure)

@@ -61,7 +61,9 @@ class Pipeline:
         rule = find_rule(self._rules, call.model)
         if call.endpoint is Endpoint.COUNT_TOKENS:  # an alias counts on the model that would answer
             model = rule.strong_model if rule is not None else call.model
-            return await self._upstream.count_tokens(call, self._registry.resolve(model, call.dialect))
+            answer = await self._upstream.count_tokens(call, self._registry.resolve(model, call.dialect))
+            self._steps.record.count(call, "pass_through")  # nothing billed: counted, not recorded
+            return answer
         control = Control.from_headers(call.headers)
         cache = self._steps.cache
         use_cache = cache is not None and control.force is None and not control.no_cache and cache.wanted(rule)

@@ -22,6 +22,7 @@ from router.pipeline.outcome import Outcome, Plan
 from router.policy.features import FEATURES_VERSION
 from router.scoring.extract import answer_text
 from router.settings import OutcomeLogSettings
+from router.types import ClientCall
 
 if TYPE_CHECKING:
     from router.labeling import Labeler
@@ -89,6 +90,10 @@ class RecordStep:
     def needs_message(self, plan: Plan, lookup: CacheLookup | None) -> bool:
         """Whether the answer's whole message must be decoded (to cache, store or label it)."""
         return lookup is not None or (self._recorder is not None and self._recorder.needs_message(plan))
+
+    def count(self, call: ClientCall, route: str) -> None:
+        """Count a request that bills nothing (a token count)."""
+        self._metrics.inc("cascadeflow_requests_total", endpoint=call.endpoint.value, route=route)
 
     def finish(self, outcome: Outcome, lookup: CacheLookup | None = None) -> None:
         """Everything that follows a finished request; never raises."""

@@ -57,7 +57,7 @@ class ServeStep:
             outcome = self._relayed(request, plan, target, relayed.completion)
             if plan.rule is not None:
                 answer.headers.update(outcome.ledger.headers())
-        elif plan.draft is not None:  # a stream's own cost is known only at its end; the wasted draft now
+        elif self._wasted(plan).wasted_draft is not None:  # a stream's own cost is known at its end; the draft's now
             answer.headers["x-cascadeflow-draft-cost-wasted"] = f"{self._wasted(plan).wasted_usd:.8f}"
         if request.features.prediction is not None:
             answer.headers["x-cascadeflow-predicted-good"] = f"{request.features.prediction.p_good:.4f}"

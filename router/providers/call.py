@@ -81,13 +81,19 @@ class Upstream:
 
     async def _relay_raw(self, call: ClientCall, target: Target, needs_message: bool, on_done: OnDone) -> Relayed:
         renamed = target.upstream_model != call.model
-        body = orjson.dumps({**call.body, "model": target.upstream_model}) if renamed else call.raw_body
+        changes: JSONObject = {"model": target.upstream_model} if renamed else {}
+        asks_usage = call.stream and target.wire.dialect is Dialect.OPENAI_CHAT and not _asks_usage(call.body)
+        if asks_usage:  # the ledger needs the stream's usage even when the client did not ask for it
+            options = call.body.get("stream_options")
+            changes["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        body = orjson.dumps({**call.body, **changes}) if changes else call.raw_body
         path = target.wire.path(call.endpoint, call.query)
         headers = self._headers(call, target)
         if call.stream:
             upstream = await target.provider.stream(path, body, headers)
             decoder = target.wire.decoder(StreamMode(events=False, message=needs_message, model=call.model))
-            frames = _raw_frames(call, upstream, decoder, call.model if renamed else None, on_done)
+            reframe = Reframe(call.model if renamed else None, drop_usage_chunk=asks_usage)
+            frames = _raw_frames(call, upstream, decoder, reframe, on_done)
             return Relayed(StreamAnswer(upstream.status, _stream_headers(upstream), frames), None)
         reply = await target.provider.request("POST", path, body, headers)
         try:
@@ -129,7 +135,8 @@ class Upstream:
                      timeout_s: float, background: bool = False, beta: str | None = None,
                      logprobs: bool = False) -> Buffered:
         """A complete answer, streamed from the provider and never shown. `request` is a hub request, or a body of
-        the target's own wire when `native`. Raises UpstreamError, TimeoutError, NoCredentials."""
+        the target's own wire when `native`. A failed call (error, broken stream, timeout) is an incomplete
+        completion that keeps the usage seen before it failed; raises NoCredentials."""
         started = time.perf_counter()
         body = dict(request) if native else target.wire.build(request, target.upstream_model)
         body.update(model=target.upstream_model, stream=True)
@@ -144,14 +151,26 @@ class Upstream:
             else:
                 del headers["anthropic-beta"]
         decoder = target.wire.decoder(StreamMode(events=False, message=True, logprobs=logprobs, model=call.model))
-        async with asyncio.timeout(timeout_s):
-            upstream = await target.provider.stream(target.wire.path(Endpoint.MESSAGES, _beta_query(call)),
-                                                    orjson.dumps(body), headers)
-            try:
-                await _drain(upstream, decoder)
-            finally:
-                upstream.close()
-        return Buffered(decoder.completion(), (time.perf_counter() - started) * 1000.0)
+        try:
+            async with asyncio.timeout(timeout_s):
+                upstream = await target.provider.stream(target.wire.path(Endpoint.MESSAGES, _beta_query(call)),
+                                                        orjson.dumps(body), headers)
+                try:
+                    await _drain(upstream, decoder)
+                finally:
+                    upstream.close()
+            completion = decoder.completion()
+        except TimeoutError:  # what arrived before the deadline was spent all the same
+            completion = _ended(decoder, f"no complete answer within {timeout_s:g}s")
+        except UpstreamError as exc:
+            completion = _ended(decoder, exc.message)
+        return Buffered(completion, (time.perf_counter() - started) * 1000.0)
+
+
+def _asks_usage(body: JSONObject) -> bool:
+    """Whether a chat client asked for its stream's usage."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _beta_query(call: ClientCall) -> str:
@@ -181,17 +200,36 @@ async def _drain(upstream: UpstreamStream, decoder: StreamDecoder) -> None:
 
 
 _MODEL_FIELD = re.compile(r'"model": ?"(?:[^"\\]|\\.)*"')
+_USAGE_ONLY = re.compile(r'"choices": ?\[\]')
 
 
-def _renamed(events: list[SSEEvent], model: str) -> bytes:
-    """Events re-framed with every `"model"` field naming the requested model (no JSON decoding: a JSON key
-    is never preceded by a backslash, so text inside strings is left alone)."""
-    field = '"model":' + orjson.dumps(model).decode()
-    out = []
-    for event in events:
-        prefix = f"event: {event.event}\n" if event.event else ""
-        out.append(f"{prefix}data: {_MODEL_FIELD.sub(lambda _: field, event.data)}\n\n".encode())
-    return b"".join(out)
+@dataclass(frozen=True)
+class Reframe:
+    """How a raw stream's events are changed on their way: the model renamed, the usage chunk the proxy asked
+    for (and the client did not) dropped. Without either, chunks pass untouched."""
+
+    rename_to: str | None = None
+    drop_usage_chunk: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether events are re-framed at all."""
+        return self.rename_to is not None or self.drop_usage_chunk
+
+    def frames(self, events: list[SSEEvent]) -> bytes:
+        """The events re-framed (a JSON key is never preceded by a backslash, so text inside strings is left
+        alone: no JSON decoding)."""
+        field = '"model":' + orjson.dumps(self.rename_to).decode() if self.rename_to is not None else None
+        out = []
+        for event in events:
+            data = event.data
+            if self.drop_usage_chunk and '"usage"' in data and _USAGE_ONLY.search(data):
+                continue
+            if field is not None:
+                data = _MODEL_FIELD.sub(lambda _: field, data)
+            prefix = f"event: {event.event}\n" if event.event else ""
+            out.append(f"{prefix}data: {data}\n\n".encode())
+        return b"".join(out)
 
 
 def _observe(decoder: StreamDecoder, events: list[SSEEvent]) -> str | None:
@@ -216,7 +254,7 @@ def _ended(decoder: StreamDecoder, broken: str | None) -> Completion:
     return completion
 
 
-async def _raw_frames(call: ClientCall, upstream: UpstreamStream, decoder: StreamDecoder, rename_to: str | None,
+async def _raw_frames(call: ClientCall, upstream: UpstreamStream, decoder: StreamDecoder, reframe: Reframe,
                       on_done: OnDone) -> AsyncIterator[bytes]:
     """The client's own stream, relayed as it arrives (renamed if needed) and observed once."""
     broken: str | None = None
@@ -225,9 +263,10 @@ async def _raw_frames(call: ClientCall, upstream: UpstreamStream, decoder: Strea
         async for chunk, events in _events(upstream):
             if broken is None:
                 broken = _observe(decoder, events)
-            if rename_to is not None and events:
-                yield _renamed(events, rename_to)
-            elif rename_to is None and chunk:
+            if reframe.active:
+                if events:
+                    yield reframe.frames(events)
+            elif chunk:
                 yield chunk
         completion = _ended(decoder, broken)
         if completion.error == EARLY_END:  # the upstream never ended its answer: say so in the client's dialect

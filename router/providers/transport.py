@@ -52,9 +52,13 @@ class UpstreamStream:
         self._response.close()
 
 
+_OWN_HEADERS = frozenset({"date", "server"})  # the proxy's server sends its own
+
+
 def relayable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Response headers worth relaying to the client, lower-cased, hop-by-hop removed."""
-    return {key.lower(): value for key, value in headers.items() if key.lower() not in HOP_BY_HOP}
+    """Response headers worth relaying to the client, lower-cased, hop-by-hop and the server's own removed."""
+    return {key.lower(): value for key, value in headers.items()
+            if key.lower() not in HOP_BY_HOP and key.lower() not in _OWN_HEADERS}
 
 
 class Provider:
