@@ -69,11 +69,13 @@ def proxy_command(port: int, config: Path) -> list[str]:
     return [sys.executable, "-m", "router.cli", "proxy", "start", "--config", str(config), "--port", str(port)]
 
 
-def chat_body(stream: bool) -> bytes:
+def chat_body(stream: bool, usage: bool = False) -> bytes:
     import json
 
     body = {"model": "gpt-4o-mini", "max_tokens": 64, "stream": stream,
             "messages": [{"role": "user", "content": "Say hello in ten short words please, friend."}]}
+    if stream and usage:
+        body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
 
 
@@ -91,8 +93,9 @@ async def one_call(session: aiohttp.ClientSession, url: str, body: bytes, stream
     return (time.perf_counter() - start) * 1000.0
 
 
-async def load(url: str, stream: bool, concurrency: int, requests: int) -> tuple[list[float], float]:
-    body = chat_body(stream)
+async def load(url: str, stream: bool, concurrency: int, requests: int,
+               usage: bool = False) -> tuple[list[float], float]:
+    body = chat_body(stream, usage)
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     latencies: list[float] = []
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -123,6 +126,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--stream-delay-ms", type=float, default=2.0)
+    parser.add_argument("--usage", action="store_true",
+                        help="streaming clients ask for usage (stream_options.include_usage), as the proxy does "
+                             "upstream for its ledger when they do not")
     parser.add_argument("--outcome-log", choices=["on", "off"], default="on",
                         help="the outcome log (on by default in the proxy): one record per request")
     args = parser.parse_args()
@@ -149,9 +155,10 @@ def main() -> None:
                 for concurrency in args.concurrency:
                     requests = args.requests if concurrency > 1 else max(200, args.requests // 5)
                     direct, direct_rps = asyncio.run(
-                        load(f"{upstream_url}/v1/chat/completions", stream, concurrency, requests))
+                        load(f"{upstream_url}/v1/chat/completions", stream, concurrency, requests, args.usage))
                     proxied, proxy_rps = asyncio.run(
-                        load(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", stream, concurrency, requests))
+                        load(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", stream, concurrency, requests,
+                             args.usage))
                     d50, d99 = statistics.median(direct), percentile(direct, 0.99)
                     p50, p99 = statistics.median(proxied), percentile(proxied, 0.99)
                     mode = "stream" if stream else "json"

@@ -6,12 +6,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from fastapi.responses import Response, StreamingResponse
 
 from router.api.errors import new_request_id
 from router.errors import InvalidRequestError, PayloadTooLargeError
 from router.services import Services
-from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, JSONObject, Principal
+from router.types import ClientCall, Dialect, Endpoint, JSONObject, Principal
 
 
 async def get_services(request: Request) -> Services:
@@ -69,10 +68,3 @@ async def client_call(request: Request, services: Services, principal: Principal
         request_id=request.state.request_id,
     )
     return call
-
-
-def render(answer: Answer) -> Response:
-    """JSON or an event stream, by the answer's type."""
-    if isinstance(answer, JSONAnswer):
-        return Response(answer.body, status_code=answer.status, headers=answer.headers)
-    return StreamingResponse(answer.frames, status_code=answer.status, headers=answer.headers)

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
-from router.api.deps import authenticate, client_call, get_services, render
+from router.api.deps import authenticate, client_call, get_services
 from router.errors import ProxyError
-from router.types import Dialect, Endpoint
+from router.types import Answer, Dialect, Endpoint, JSONAnswer
 
 router = APIRouter()
+
+
+def render(answer: Answer) -> Response:
+    """JSON or an event stream, by the answer's type."""
+    if isinstance(answer, JSONAnswer):
+        return Response(answer.body, status_code=answer.status, headers=answer.headers)
+    return StreamingResponse(answer.frames, status_code=answer.status, headers=answer.headers)
 
 
 async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint) -> Response:

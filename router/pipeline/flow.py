@@ -13,7 +13,7 @@ from router.pipeline.record import RecordStep
 from router.pipeline.serve import ServedFailure, ServeStep
 from router.pipeline.verify import VerifyStep
 from router.policy.capabilities import NotServableByDraft
-from router.policy.rules import Control, decide_route, find_rule
+from router.policy.rules import Control, decide_route
 from router.protocol.hub import to_hub_request
 from router.protocol.validation import validate_call
 from router.providers.call import Upstream
@@ -58,13 +58,13 @@ class Pipeline:
 
     async def _route(self, call: ClientCall, clock: Clock) -> Answer:
         """The rule step (with the cache before it when the rule uses one), then the plan, then serve."""
-        rule = find_rule(self._rules, call.model)
+        decision = decide_route(self._rules, call.model, call.body, call.headers)
+        rule, control = decision.rule, decision.control
         if call.endpoint is Endpoint.COUNT_TOKENS:  # an alias counts on the model that would answer
             model = rule.strong_model if rule is not None else call.model
             answer = await self._upstream.count_tokens(call, self._registry.resolve(model, call.dialect))
             self._steps.record.count(call, "pass_through")  # nothing billed: counted, not recorded
             return answer
-        control = Control.from_headers(call.headers)
         cache = self._steps.cache
         use_cache = cache is not None and control.force is None and not control.no_cache and cache.wanted(rule)
         hub = to_hub_request(call) if rule is not None or use_cache else None
@@ -73,7 +73,6 @@ class Pipeline:
             request = Request(call, clock, hub, await cache.lookup(call, hub, rule))
             if request.lookup is not None and request.lookup.hit is not None:
                 return self._steps.serve.hit(request, Plan("cache", "semantic cache hit", rule), request.lookup.hit)
-        decision = decide_route(rule, control, call.body, call.headers)
         if rule is None or hub is None or decision.route == "pass_through":
             return await self._steps.serve.relay(request, Plan("pass_through", decision.reason), call.model)
         vector = request.lookup.vector if request.lookup is not None else None

@@ -34,10 +34,12 @@ class Control:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """Where a request goes before any draft is seen, and why."""
+    """Where a request goes before any draft is seen, and why: its rule, its control headers, the route."""
 
     route: Route
     reason: str
+    rule: CascadeRule | None = None
+    control: Control = Control()
 
 
 def find_rule(rules: Sequence[CascadeRule], model: str) -> CascadeRule | None:
@@ -54,16 +56,18 @@ def is_background_request(body: JSONObject, headers: Mapping[str, str]) -> bool:
     return not body.get("tools") and wants_json
 
 
-def decide_route(rule: CascadeRule | None, control: Control, body: JSONObject,
+def decide_route(rules: Sequence[CascadeRule], model: str, body: JSONObject,
                  headers: Mapping[str, str]) -> RouteDecision:
-    """Pass-through without a rule; forced tiers; background requests straight to the requested model."""
+    """The rule step: the rule a model selects and the control headers (read before anything else, the cache
+    included); pass-through without a rule; forced tiers; background requests straight to the strong model."""
+    rule, control = find_rule(rules, model), Control.from_headers(headers)
     if rule is None:
-        return RouteDecision("pass_through", "no cascade rule")
+        return RouteDecision("pass_through", "no cascade rule", None, control)
     if control.force is not None:
-        return RouteDecision(control.force, f"forced by {FORCE_HEADER}")
+        return RouteDecision(control.force, f"forced by {FORCE_HEADER}", rule, control)
     if is_background_request(body, headers):
-        return RouteDecision("strong", "background request")
-    return RouteDecision("draft", "cascade")
+        return RouteDecision("strong", "background request", rule, control)
+    return RouteDecision("draft", "cascade", rule, control)
 
 
 def accept_draft(confidence: float, hard_fail: str | None, threshold: float, control: Control) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anthropic
 import httpx
+import pytest
 
 from router.embedding.encoder import Encoder
 from router.replay.runner import BackgroundServer
@@ -37,6 +38,7 @@ def route_of(claude: anthropic.Anthropic, prompt: str) -> str:
     return reply.headers["x-cascadeflow-route"]
 
 
+@pytest.mark.slow
 def test_retraining_on_the_log_changes_routing_where_the_labels_say(
         proxy_factory: ProxyFactory, upstream: BackgroundServer, encoder: Encoder, tmp_path: Path) -> None:
     models, url = tmp_path / "models", f"sqlite:///{tmp_path}/outcomes.sqlite"

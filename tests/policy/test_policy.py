@@ -20,13 +20,14 @@ def test_rule_matching_by_model_and_by_cascade_name() -> None:
 
 
 def test_routes() -> None:
-    assert decide_route(None, Control(), {}, {}).route == "pass_through"
-    assert decide_route(RULE, Control(force="strong"), {}, {}).route == "strong"
-    assert decide_route(RULE, Control(), {"tools": [{"name": "x"}]}, {}).route == "draft"
+    assert decide_route([RULE], "claude-sonnet-5", {}, {}).route == "pass_through"
+    forced = decide_route([RULE], "cascade/code", {}, {"x-cascadeflow-force": "strong"})
+    assert (forced.route, forced.rule, forced.control.force) == ("strong", RULE, "strong")
+    assert decide_route([RULE], "claude-opus-4-8", {"tools": [{"name": "x"}]}, {}).route == "draft"
     title = {"tools": [], "output_config": {"format": {"type": "json_schema", "schema": {}}}}
     assert is_background_request(title, {"user-agent": "claude-cli/2.1.197 (external, cli)"})
     assert not is_background_request(title, {"user-agent": "Anthropic/Python 2.14.0"})
-    assert decide_route(RULE, Control(), title, {"user-agent": "claude-cli/2"}).route == "strong"
+    assert decide_route([RULE], "claude-opus-4-8", title, {"user-agent": "claude-cli/2"}).route == "strong"
 
 
 def test_control_headers_parse() -> None:

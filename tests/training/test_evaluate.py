@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from router.cli import main as cascadeflow
 from training.dataset import load_jsonl
@@ -26,6 +27,7 @@ def test_metrics_of_the_reference_policies() -> None:
     assert apgr(worst, outcomes) < 0.5
 
 
+@pytest.mark.slow
 def test_the_eval_command_prints_every_policy_per_source(tmp_path: Path, capsys: object) -> None:
     rows = [json.loads(line) for line in (ROOT / "data/routellm/dev.jsonl").read_text().splitlines()]
     picked = [row for source in ("routellm/mmlu", "routellm/gsm8k", "routellm/mt_bench")

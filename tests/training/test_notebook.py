@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from router.settings import load_settings
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "threshold_tuning.ipynb"
 
 
+@pytest.mark.slow
 def test_the_notebook_executes_and_writes_the_threshold_into_the_config(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("# keep me\nserver:\n  port: 8123\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from router.policy.classifier import load_artifact
 from router.policy.features import FEATURES_VERSION, request_from_prompt
@@ -48,6 +49,7 @@ def test_the_skip_threshold_meets_the_quality_target_at_every_higher_threshold()
         p_good, outcomes, 0.95).skip_threshold
 
 
+@pytest.mark.slow
 def test_training_writes_an_artifact_the_server_accepts(tmp_path: Path) -> None:
     directory = train_router(["--data", str(Path(__file__).resolve().parents[2] / "data/routellm/dev.jsonl"),
                               "--limit", "200", "--out", str(tmp_path), "--version", "t1", "--no-progress",
