@@ -62,9 +62,10 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{args.file}: valid ({len(settings.providers)} providers, {len(settings.models)} model routes, "
           f"{len(settings.cascade_rules)} cascade rules, {len(settings.auth.keys)} proxy keys)")
     print("\n".join(_state_paths(settings)))
-    if settings.learned_router.enabled and settings.cascade_rules:
-        return _check_artifact(settings)
-    return 0
+    status = _check_artifact(settings) if settings.learned_router.enabled and settings.cascade_rules else 0
+    if settings.cascade_rules:
+        status = max(status, _check_verifier(settings))
+    return status
 
 
 def _state_paths(settings: Settings) -> list[str]:
@@ -101,6 +102,32 @@ def _check_artifact(settings: Settings) -> int:
     threshold = learned.skip_threshold if learned.skip_threshold is not None else metadata.thresholds.get(
         "skip_threshold")
     print(f"learned router: {directory} (version {metadata.version}, skip threshold {threshold})")
+    return 0
+
+
+def _check_verifier(settings: Settings) -> int:
+    """Which verifier judges drafts: the trained artifact (checked, metadata only) or the hand-weighted score."""
+    from router.assets import models_dir_of
+    from router.policy.classifier import ArtifactMismatch, check_metadata, latest_artifact_dir, read_metadata
+    from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION
+
+    verifier = settings.verifier
+    models_dir = models_dir_of(verifier.models_dir)
+    directory = Path(verifier.artifact) if verifier.artifact else latest_artifact_dir(models_dir, "verifier-")
+    if not verifier.enabled or directory is None:
+        why = "disabled" if not verifier.enabled else f"no verifier artifact under {models_dir}"
+        print(f"verifier: hand-weighted score against each rule's quality_threshold ({why})")
+        return 2 if verifier.enabled and verifier.required else 0
+    try:
+        metadata = read_metadata(directory)
+        check_metadata(metadata, expected_dimension=0, expected_features_version=VERIFIER_FEATURES_VERSION,
+                       expected_embedding_model="none", expected_feature_names=VERIFIER_FEATURE_NAMES)
+    except ArtifactMismatch as exc:
+        print(f"verifier: {directory} refused: {exc}; the hand-weighted score judges drafts", file=sys.stderr)
+        return 2
+    threshold = verifier.accept_threshold if verifier.accept_threshold is not None else metadata.thresholds.get(
+        "accept_threshold")
+    print(f"verifier: trained, {directory} (version {metadata.version}, accept threshold {threshold})")
     return 0
 
 
@@ -149,6 +176,10 @@ def _training_command(name: str, arguments: list[str]) -> int:
         from training.evaluate import main as evaluate
 
         evaluate(arguments)
+    elif "--verifier" in arguments:
+        from training.train_verifier import main as train_verifier
+
+        train_verifier([argument for argument in arguments if argument != "--verifier"])
     else:
         from training.train_router import main as train
 
@@ -195,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("eval", help="offline evaluation: replay the routing policy on labelled data "
                         "(APGR, CPT, cost saved; `cascadeflow eval --help`)", add_help=False)
-    commands.add_parser("train", help="train a router artifact from data sets and/or the outcome log "
+    commands.add_parser("train", help="train a router artifact (or with --verifier, a verifier artifact) from "
+                        "data sets and/or the outcome log "
                         "(`cascadeflow train --help`)", add_help=False)
 
     keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)

@@ -26,11 +26,13 @@ input / output / cache read / cache write (``-`` = billed at the input price). A
 (*) genai-prices alone does not resolve this name (no provider claims the ``mistralai/`` form); the
 ``mistralai/`` prefix is mapped here to genai-prices' ``mistral`` provider. Cache writes are always priced
 at the 5-minute rate (Anthropic's 1-hour writes cost more: 10 / 4 / 2 for Opus 4.8 / Sonnet 5 / Haiku 4.5).
-Self-hosted models (e.g. a local Llama) are unknown: give them a ``ModelPrice`` override.
+Self-hosted models (e.g. a local Llama) are unknown: give them prices in the config's ``model_info`` section
+(or a ``ModelPrice`` override); configured prices win over genai-prices'.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import threading
@@ -44,10 +46,13 @@ from genai_prices.data import providers as _bundled_providers
 from genai_prices.data_snapshot import DataSnapshot
 from genai_prices.types import TieredPrices
 
+from router.model_settings import ModelInfo, is_pattern
+
 Rates = tuple[float, float, float, float]
 """USD per input, output, cache-read and cache-write token."""
 
-__all__ = ["CascadeCost", "Cost", "ModelPrice", "PriceBook", "TokenUsage", "cascade_cost", "normalise_model_name"]
+__all__ = ["CascadeCost", "Cost", "ModelPrice", "PriceBook", "TokenUsage", "cascade_cost", "configured_prices",
+           "normalise_model_name"]
 
 _DATE_SUFFIX = re.compile(r"[-@](?:20\d{2}-?\d{2}-?\d{2})$")
 
@@ -162,16 +167,27 @@ def normalise_model_name(name: str) -> str:
     return _DATE_SUFFIX.sub("", name)
 
 
+def configured_prices(model_info: Mapping[str, ModelInfo] | None) -> dict[str, ModelPrice]:
+    """The prices of the config's ``model_info`` section, by model name or glob pattern."""
+    return {name: ModelPrice(info.prices.input, info.prices.output, info.prices.cache_read, info.prices.cache_write)
+            for name, info in (model_info or {}).items() if info.prices is not None}
+
+
 class PriceBook:
     """Prices token usage per model: config overrides first, then genai-prices' bundled table.
 
+    Overrides are ``overrides`` (which win) and the prices of the config's ``model_info``; a key is a model name
+    or a glob pattern (``qwen2.5-*``, matched case-sensitively in order after every exact and normalised name).
     Lookups (model name, provider hint) are memoised in a per-instance LRU of ``cache_size`` entries, so
     client-chosen model names cannot grow memory without bound.
     """
 
-    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None, *, cache_size: int = 1024) -> None:
-        self._overrides: dict[str, ModelPrice] = dict(overrides or {})
+    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None, *,
+                 model_info: Mapping[str, ModelInfo] | None = None, cache_size: int = 1024) -> None:
+        configured = {**configured_prices(model_info), **(overrides or {})}
+        self._overrides = {k: v for k, v in configured.items() if not is_pattern(k)}
         self._normalised_overrides = {normalise_model_name(k): v for k, v in self._overrides.items()}
+        self._pattern_overrides = [(k, v) for k, v in configured.items() if is_pattern(k)]
         self._snapshot = DataSnapshot(providers=_bundled_providers, from_auto_update=False)
         self._cache: OrderedDict[tuple[str, str | None], ModelPrice | _Found | None] = OrderedDict()
         self._rates: OrderedDict[tuple[str, str | None, str | None, datetime], Rates | None] = (
@@ -251,6 +267,9 @@ class PriceBook:
         override = self._overrides.get(model)
         if override is None:
             override = self._normalised_overrides.get(normalise_model_name(model))
+        if override is None:
+            override = next((price for pattern, price in self._pattern_overrides
+                             if fnmatch.fnmatchcase(model, pattern)), None)
         if override is not None:
             return override
         for ref, provider in self._candidates(model, hint):

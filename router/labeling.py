@@ -19,6 +19,7 @@ import numpy as np
 
 from router.background import BackgroundTasks
 from router.errors import UpstreamError
+from router.learning_settings import LabelSettings
 from router.ledger import Ledger, LedgerEntry
 from router.metrics import Metrics
 from router.policy.capabilities import NotServableByDraft, adapt_request
@@ -27,7 +28,7 @@ from router.providers.registry import NoCredentials, ProviderRegistry
 from router.providers.wire import Completion
 from router.scoring.agreement import GRADER_SYSTEM, Verdict, grader_prompt, grader_verdict, judge_agreement
 from router.scoring.extract import answer_text
-from router.settings import CascadeRule, LabelSettings
+from router.settings import CascadeRule
 from router.types import ClientCall, JSONObject
 
 if TYPE_CHECKING:

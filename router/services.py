@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from router.learned import LearnedRouter
     from router.pipeline.cache import CacheStep
     from router.pipeline.record import OutcomeRecorder
+    from router.verifier import Verifier
 
 logger = logging.getLogger("router.services")
 
@@ -45,6 +46,7 @@ class Services:
     encoder: Encoder | None = None
     cache_step: CacheStep | None = None
     learned: LearnedRouter | None = None
+    verifier: Verifier | None = None
     recorder: OutcomeRecorder | None = None
     _owned: list[Any] = field(default_factory=list)
 
@@ -53,7 +55,7 @@ class Services:
         """Wire the objects together (no I/O: `start` opens connections and loads models)."""
         registry = ProviderRegistry(settings)
         metrics = Metrics()
-        ledger = Ledger(PriceBook(), metrics)
+        ledger = Ledger(PriceBook(model_info=settings.model_info), metrics)
         upstream = Upstream(spend_client_keys=settings.labels.spend_client_keys)
         if encoder is None and settings.embedding.enabled:
             from router.embedding.encoder import Encoder
@@ -69,16 +71,22 @@ class Services:
 
             learned = LearnedRouter(settings.learned_router, metrics, dimension=encoder.dimension,
                                     embedding_model=MODEL_NAME)
+        verifier = None
+        if settings.verifier.enabled and settings.cascade_rules:
+            from router.verifier import Verifier
+
+            verifier = Verifier(settings.verifier, metrics)
         recorder = cls._recorder(settings, registry, upstream, metrics, ledger, encoder)
         record = RecordStep(ledger, metrics, recorder, cache)
         steps = Steps(cache=cache,
                       predict=PredictStep(learned, encoder, metrics, logging_features=recorder is not None),
-                      draft=DraftStep(registry, upstream), verify=VerifyStep(ConfidenceScorer()),
+                      draft=DraftStep(registry, upstream, settings.model_info),
+                      verify=VerifyStep(ConfidenceScorer(), verifier),
                       serve=ServeStep(registry, upstream, ledger, record), record=record)
         pipeline = Pipeline(registry, upstream, list(settings.cascade_rules), steps)
         services = cls(settings=settings, registry=registry, authenticator=Authenticator(settings.auth),
                        pipeline=pipeline, catalog=ModelCatalog(settings, registry), metrics=metrics,
-                       encoder=encoder, cache_step=cache, learned=learned, recorder=recorder)
+                       encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder)
         services._owned = [semantic] if semantic is not None else []
         return services
 
@@ -121,6 +129,8 @@ class Services:
             await self.recorder.log.start()
         if self.learned is not None:
             await self.learned.start()
+        if self.verifier is not None:
+            await self.verifier.start()
 
     def readiness(self) -> dict[str, dict[str, object]]:
         """Each dependency's state for /ready; `required` ones decide readiness, others only degrade."""
@@ -138,6 +148,8 @@ class Services:
             checks["outcome_log"] = {"ok": bool(status.get("healthy", False)), "required": False, **status}
         if self.learned is not None:
             checks["learned_router"] = self.learned.status()
+        if self.verifier is not None:
+            checks["verifier"] = self.verifier.status()
         return checks
 
     async def stop(self) -> None:
@@ -145,6 +157,8 @@ class Services:
         await self.pipeline.drain()
         if self.learned is not None:
             await self.learned.stop()
+        if self.verifier is not None:
+            await self.verifier.stop()
         if self.recorder is not None:
             await self.recorder.log.stop()
         for owned in self._owned:

@@ -22,6 +22,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from router.config_sources import deep_merge, env_overrides, interpolate, parse_yaml, setting_variables
 from router.errors import ConfigError
+from router.learning_settings import (
+    DraftVerification,
+    LabelSettings,
+    LearnedRouterSettings,
+    OutcomeLogSettings,
+    VerifierSettings,
+)
+from router.model_settings import ModelInfo
 from router.paths import resolve_path, resolve_sqlite_url, state_base
 
 ProviderKind = Literal["anthropic", "openai"]
@@ -93,6 +101,7 @@ class CascadeRule(_Strict):
     semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
     """This rule's cache similarity threshold (None: `cache.similarity_threshold`); was `cache_threshold`."""
     cache_sampled: bool | None = None
+    verify: DraftVerification = Field(default_factory=DraftVerification)
     """Let this rule's cache answer requests sampled at temperature > 0 or unset (None: `cache.allow_sampled`)."""
 
     @model_validator(mode="before")
@@ -154,69 +163,6 @@ class CacheSettings(_Strict):
     allow_sampled: bool = False
 
 
-class OutcomeLogSettings(_Strict):
-    """The outcome log: one record per request, for retraining the router and tuning its thresholds.
-
-    `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas). Writes are
-    batched off the request path through a bounded queue; prompts and answers are stored only when
-    `store_text` is true (hashes otherwise).
-    """
-
-    enabled: bool = True
-    url: str = "sqlite:///var/outcomes.sqlite"
-    store_text: bool = False
-    store_embeddings: bool = True
-    queue_size: int = Field(10_000, ge=1)
-    batch_size: int = Field(256, ge=1)
-    flush_interval_ms: float = Field(200.0, ge=1.0)
-    retention_days: float | None = Field(90.0, gt=0)
-    max_rows: int | None = Field(1_000_000, ge=1)
-    spool_path: str | None = "var/outcomes.spool.jsonl"
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
-            raise ValueError("must start with sqlite:// or postgresql://")
-        return value
-
-
-class LearnedRouterSettings(_Strict):
-    """The learned router: a classifier of P(draft good enough) from the request alone.
-
-    The newest valid artifact under `models_dir` (None: the proxy's shipped `models/`) is loaded at start-up and
-    swapped in when a newer one appears (checked every `reload_interval_s`). Below `skip_threshold` (the
-    artifact's own when unset) a request skips the draft and goes to the strong model.
-    """
-
-    enabled: bool = True
-    models_dir: str | None = None
-    """Where router artifacts are looked for (None: the `models/` shipped with the proxy)."""
-    artifact: str | None = None
-    skip_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    reload_interval_s: float = Field(10.0, gt=0)
-    required: bool = False
-
-
-class LabelSettings(_Strict):
-    """Labels for live traffic: whether the draft was good enough, judged when both answers exist.
-
-    Escalated requests have both answers. A share of accepted drafts (`exploration_rate`) is also sent to
-    the strong model in the background so labels are not limited to what the router already escalates.
-    The judge is `agreement` (embedding similarity, exact or numeric match of the two answers) or `grader`
-    (the strong model grades the draft against its own answer). Background exploration and grading never
-    spend a client's own forwarded provider key unless `spend_client_keys` is true.
-    """
-
-    exploration_rate: float = Field(0.05, ge=0.0, le=1.0)
-    judge: Literal["agreement", "grader"] = "agreement"
-    agreement_similarity: float = Field(0.8, ge=0.0, le=1.0)
-    grader_model: str | None = None
-    max_concurrent: int = Field(4, ge=1)
-    spend_client_keys: bool = False
-    """Background exploration and grading never spend a client's own forwarded key unless this is true."""
-
-
 class ProxyKey(_Strict):
     """A client key of the proxy, stored only as its SHA-256 hex digest."""
 
@@ -268,6 +214,9 @@ class Settings(BaseSettings):
     outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
     learned_router: LearnedRouterSettings = Field(default_factory=LearnedRouterSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
+    verifier: VerifierSettings = Field(default_factory=VerifierSettings)
+    model_info: dict[str, ModelInfo] = Field(default_factory=dict)
+    """Per model name or glob (as the provider knows it): context, output limit, log-probs, prices."""
 
     @classmethod
     def settings_customise_sources(
@@ -346,7 +295,7 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
     def local(value: str | None) -> str | None:
         return None if value is None else resolve_path(value, base, environ)
 
-    cache, log, learned = settings.cache, settings.outcome_log, settings.learned_router
+    cache, log, learned, verifier = settings.cache, settings.outcome_log, settings.learned_router, settings.verifier
     return settings.model_copy(update={
         "data_dir": str(base),
         "cache": cache.model_copy(update={"directory": local(cache.directory)}),
@@ -354,6 +303,8 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
                                               "spool_path": local(log.spool_path)}),
         "learned_router": learned.model_copy(update={"models_dir": local(learned.models_dir),
                                                      "artifact": local(learned.artifact)}),
+        "verifier": verifier.model_copy(update={"models_dir": local(verifier.models_dir),
+                                                "artifact": local(verifier.artifact)}),
     })
 
 

@@ -30,7 +30,8 @@ def proxy_settings(upstream_url: str, **sections: Any) -> Settings:
     ]
     data: dict[str, Any] = {"providers": providers, "models": models, "embedding": {"enabled": False},
                             "cache": {"enabled": False},
-                            "outcome_log": {"enabled": False}, "learned_router": {"enabled": False}, **sections}
+                            "outcome_log": {"enabled": False}, "learned_router": {"enabled": False},
+                            "verifier": {"enabled": False}, **sections}
     return Settings(**data)
 
 

@@ -13,9 +13,9 @@ from setuptools import find_namespace_packages
 
 from router.assets import models_dir_of, shipped_models_dir, shipped_routellm_data
 from router.learned import LearnedRouter
+from router.learning_settings import LearnedRouterSettings
 from router.metrics import Metrics
 from router.policy.classifier import latest_artifact_dir, read_metadata
-from router.settings import LearnedRouterSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_FILES = ("models/README.md", "data/README.md", "data/routellm/README.md", "data/routellm/dev.jsonl")

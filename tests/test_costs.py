@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from genai_prices import data_snapshot
 
-from router.costs import CascadeCost, Cost, ModelPrice, PriceBook, TokenUsage, cascade_cost
+from router.costs import CascadeCost, Cost, ModelPrice, PriceBook, TokenUsage, cascade_cost, configured_prices
+from router.model_settings import ModelInfo
 
 M = 1_000_000
 
@@ -102,6 +103,33 @@ def test_override_price_is_used(book: PriceBook) -> None:
     # an override also beats genai-prices for a model it knows
     custom = PriceBook({"gpt-4o-mini": ModelPrice(input=1.0, output=2.0)})
     assert custom.cost("gpt-4o-mini", TokenUsage(M, M)) == Cost(3.0, True, "override")
+
+
+def test_configured_model_info_prices_win_by_name_then_glob() -> None:
+    model_info = {
+        "qwen2.5-coder-0.5b": ModelInfo.model_validate({"prices": {"input": 0.02, "output": 0.06}}),
+        "qwen2.5-*": ModelInfo.model_validate({"prices": {"input": 0.1, "output": 0.3, "cache_read": 0.01}}),
+        "gpt-4o-mini": ModelInfo.model_validate({"prices": {"input": 1, "output": 2}}),
+        "claude-*": ModelInfo.model_validate({"context_window": 200_000}),  # no prices: genai-prices' own
+    }
+    configured = PriceBook(model_info=model_info)
+    assert configured.cost("qwen2.5-coder-0.5b", TokenUsage(M, M)) == Cost(pytest.approx(0.08), True, "override")
+    assert configured.cost("qwen2.5-7b", TokenUsage(2 * M, M, cache_read_tokens=M)).usd == pytest.approx(
+        0.1 + 0.01 + 0.3), "the first glob that matches"
+    assert configured.describe("Qwen2.5-7B") is None, "globs are case-sensitive"
+    assert configured.cost("gpt-4o-mini", TokenUsage(M, M)) == Cost(3.0, True, "override"), "beats genai-prices"
+    assert configured.cost("claude-haiku-4-5", TokenUsage(M)) == PriceBook().cost("claude-haiku-4-5", TokenUsage(M))
+    assert configured.cost("my-private-model-7b", TokenUsage(1000, 1000)) == Cost(0.0, False, "unknown")
+    assert set(configured_prices(model_info)) == {"qwen2.5-coder-0.5b", "qwen2.5-*", "gpt-4o-mini"}
+    assert configured_prices(None) == {}
+
+
+def test_explicit_overrides_beat_the_configured_model_info() -> None:
+    model_info = {"local-*": ModelInfo.model_validate({"prices": {"input": 1, "output": 1}})}
+    book = PriceBook({"local-*": ModelPrice(input=5, output=5), "local-a": ModelPrice(input=2, output=2)},
+                     model_info=model_info)
+    assert book.cost("local-b", TokenUsage(M)).usd == pytest.approx(5.0)
+    assert book.cost("local-a", TokenUsage(M)).usd == pytest.approx(2.0), "an exact name before any glob"
 
 
 def test_unknown_model(book: PriceBook) -> None:

@@ -101,8 +101,8 @@ class Pipeline:
         if draft.failure is not None:
             return Plan("escalated", draft.failure, rule, draft, draft_status="failed")
         prediction = request.features.prediction
-        verdict = self._steps.verify.run(draft, request.hub, rule, control,
-                                         prediction.p_good if prediction is not None else None)
+        verdict = await self._steps.verify.run(draft, request.hub, rule, control,
+                                               prediction.p_good if prediction is not None else None)
         return Plan("draft" if verdict.accepted else "escalated", verdict.reason, rule, draft, verdict,
                     "accepted" if verdict.accepted else "rejected")
 

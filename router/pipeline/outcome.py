@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from router.costs import TokenUsage
 from router.ledger import LedgerEntry
 from router.providers.wire import Completion
 from router.settings import CascadeRule
@@ -64,6 +65,16 @@ class DraftRun:
     completion: Completion | None
     latency_ms: float
     failure: str | None = None
+    agreement: float | None = None  # the share of extra samples whose final answer agrees with it
+    samples_usage: TokenUsage | None = None  # what the extra samples cost (paid as draft cost)
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """Everything the draft used: its answer and its extra samples."""
+        answer = self.completion.usage if self.completion is not None else None
+        if answer is None or self.samples_usage is None:
+            return answer or self.samples_usage
+        return answer + self.samples_usage
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ import numpy as np
 
 from router.background import BackgroundTasks
 from router.embedding.text import embedding_text
+from router.learning_settings import OutcomeLogSettings
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline.outcome import Outcome, Plan
 from router.policy.features import FEATURES_VERSION
 from router.scoring.extract import answer_text
-from router.settings import OutcomeLogSettings
 from router.types import ClientCall
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
     prediction, draft, verdict = features.prediction, plan.draft, plan.verdict
     prompt = embedding_text(outcome.hub_request) if outcome.hub_request is not None else ""
     served = ledger.served.usage if ledger.served is not None else None
-    draft_usage = draft.completion.usage if draft is not None and draft.completion is not None else None
+    draft_usage = draft.usage if draft is not None else None
     message = outcome.served.message if outcome.served is not None else None
     store_text, vector = settings.store_text, features.vector
     strong_ran = plan.rule is not None and plan.route in ("escalated", "strong")

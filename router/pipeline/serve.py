@@ -66,9 +66,9 @@ class ServeStep:
     def _wasted(self, plan: Plan) -> LedgerEntry:
         """The draft's spend when it was not served (rejected, or failed after usage arrived)."""
         draft = plan.draft
-        if draft is None or plan.draft_status == "accepted" or draft.completion is None:
+        if draft is None or plan.draft_status == "accepted":
             return LedgerEntry()
-        return LedgerEntry(wasted_draft=self._ledger.charge(draft.model, draft.completion.usage, draft.provider))
+        return LedgerEntry(wasted_draft=self._ledger.charge(draft.model, draft.usage, draft.provider))
 
     def _relayed(self, request: Request, plan: Plan, target: Target, completion: Completion) -> Outcome:
         """The outcome of a relayed answer (JSON now, a stream at its end or when the client hung up)."""
@@ -84,7 +84,7 @@ class ServeStep:
         draft, rule = plan.draft, plan.rule
         assert draft is not None and draft.completion is not None and draft.completion.message is not None
         assert rule is not None
-        served = self._ledger.charge(draft.model, draft.completion.usage, draft.provider)
+        served = self._ledger.charge(draft.model, draft.usage, draft.provider)  # its extra samples included
         strong = self._registry.resolve(rule.strong_model, request.call.dialect)
         estimate = self._ledger.charge(strong.upstream_model, draft.completion.usage, strong.provider.name)
         entry = LedgerEntry(served, None, estimate.usd if estimate is not None else None)

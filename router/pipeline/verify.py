@@ -1,29 +1,44 @@
-"""The verify step: the draft's confidence score and the decision to serve it or escalate."""
+"""The verify step: P(draft good enough) from the trained verifier (or the hand-weighted score without one),
+and the decision to serve the draft or escalate. The hard gates (truncation, empty, invalid JSON or tool call)
+escalate whatever the probability."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from router.pipeline.outcome import DraftRun, Verdict
 from router.policy.rules import Control, accept_draft
-from router.scoring import ConfidenceScorer, DraftEvidence
+from router.scoring import Component, ConfidenceScore, ConfidenceScorer, DraftEvidence
 from router.settings import CascadeRule
 from router.types import JSONObject
 
+if TYPE_CHECKING:
+    from router.verifier import Verifier
+
 
 class VerifyStep:
-    """Scores a complete draft (the learned router's prediction is one component) against the rule's threshold."""
+    """Judges a complete draft against the accept threshold (the verifier's, or the rule's for the fallback)."""
 
-    def __init__(self, scorer: ConfidenceScorer) -> None:
+    def __init__(self, scorer: ConfidenceScorer, verifier: Verifier | None = None) -> None:
         self._scorer = scorer
+        self._verifier = verifier
 
-    def run(self, draft: DraftRun, hub_request: JSONObject, rule: CascadeRule, control: Control,
-            predicted_good: float | None) -> Verdict:
+    async def run(self, draft: DraftRun, hub_request: JSONObject, rule: CascadeRule, control: Control,
+                  predicted_good: float | None) -> Verdict:
         """Accept or escalate, and why."""
         assert draft.completion is not None and draft.completion.message is not None
         evidence = DraftEvidence(request=hub_request, answer=draft.completion.message,
-                                 logprobs=draft.completion.logprobs, predicted_good=predicted_good)
-        score = self._scorer.score(evidence)
-        if accept_draft(score.value, score.hard_fail, rule.quality_threshold, control):
+                                 logprobs=draft.completion.logprobs, predicted_good=predicted_good,
+                                 agreement=draft.agreement)
+        score, threshold = self._scorer.score(evidence), rule.quality_threshold
+        judged = await self._verifier.judge(evidence) if self._verifier is not None and score.hard_fail is None \
+            else None
+        if judged is not None:
+            p_good, threshold, version = judged
+            verdict = Component("verifier", p_good, 1.0, f"verifier {version}: P(draft good enough)={p_good:.3f}")
+            score = ConfidenceScore(p_good, (*score.components, verdict))
+        if accept_draft(score.value, score.hard_fail, threshold, control):
             reason = "forced by x-cascadeflow-force" if control.force == "draft" else "confidence reached the threshold"
             return Verdict(score, True, reason)
-        reason = score.hard_fail or f"confidence {score.value:.3f} below {rule.quality_threshold}"
+        reason = score.hard_fail or f"confidence {score.value:.3f} below {threshold:g}"
         return Verdict(score, False, reason)

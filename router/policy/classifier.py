@@ -28,11 +28,11 @@ from router.policy.features import FEATURE_NAMES
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 ARTIFACT_PREFIX = "router-"
-_VERSION = re.compile(r"^router-(?P<version>[0-9A-Za-z._-]+)$")
+_VERSION = re.compile(r"^(?P<kind>[a-z]+)-(?P<version>[0-9A-Za-z._-]+)$")
 
 
 class ArtifactMismatch(ConfigError):
-    """A router artifact is missing, corrupted, or does not match what the server expects."""
+    """An artifact (router or verifier) is missing, corrupted, or does not match what the server expects."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,9 @@ class ArtifactMetadata:
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise ArtifactMismatch(f"corrupted {METADATA_FILE}: 'feature_names' is missing or not a list of names")
         dimension = data.get("embedding_dimension")
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
-            raise ArtifactMismatch(f"corrupted {METADATA_FILE}: 'embedding_dimension' is not a positive integer")
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 0:
+            raise ArtifactMismatch(f"corrupted {METADATA_FILE}: 'embedding_dimension' is not a non-negative integer "
+                                   "(0: the model reads no embedding)")
         for key in ("model", "split", "scores", "thresholds"):
             if not isinstance(data.get(key, {}), dict):
                 raise ArtifactMismatch(f"corrupted {METADATA_FILE}: '{key}' is not an object")
@@ -164,80 +165,83 @@ def read_metadata(directory: Path) -> ArtifactMetadata:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ArtifactMismatch(f"router artifact {directory}: cannot read {METADATA_FILE} ({exc})") from exc
+        raise ArtifactMismatch(f"artifact {directory}: cannot read {METADATA_FILE} ({exc})") from exc
     except UnicodeDecodeError as exc:
-        raise ArtifactMismatch(f"router artifact {directory}: corrupted {METADATA_FILE} ({exc})") from exc
+        raise ArtifactMismatch(f"artifact {directory}: corrupted {METADATA_FILE} ({exc})") from exc
     try:
         return ArtifactMetadata.from_json(text)
     except ArtifactMismatch as exc:
-        raise ArtifactMismatch(f"router artifact {directory}: {exc}") from exc
+        raise ArtifactMismatch(f"artifact {directory}: {exc}") from exc
 
 
 def check_metadata(metadata: ArtifactMetadata, *, expected_dimension: int, expected_features_version: str,
-                   expected_embedding_model: str | None = None) -> None:
+                   expected_embedding_model: str | None = None,
+                   expected_feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
     """Raise ArtifactMismatch naming every difference between an artifact and what the server expects."""
     problems = []
     if expected_embedding_model is not None and metadata.embedding_model != expected_embedding_model:
         problems.append(f"embedding model {metadata.embedding_model!r} != expected {expected_embedding_model!r}")
     if metadata.features_version != expected_features_version:
         problems.append(f"features version {metadata.features_version!r} != expected {expected_features_version!r}")
-    elif tuple(metadata.feature_names) != FEATURE_NAMES:
-        problems.append("feature names differ from this code's FEATURE_NAMES (same version, different schema)")
+    elif tuple(metadata.feature_names) != expected_feature_names:
+        problems.append("feature names differ from this code's feature names (same version, different schema)")
     if metadata.embedding_dimension != expected_dimension:
         problems.append(f"embedding dimension {metadata.embedding_dimension} != expected {expected_dimension}")
     if _minor(metadata.sklearn_version) != _minor(sklearn.__version__):
         problems.append(f"trained with scikit-learn {metadata.sklearn_version}, installed {sklearn.__version__}")
     if problems:
-        raise ArtifactMismatch("; ".join(problems) + " (retrain with training/train_router.py)")
+        raise ArtifactMismatch("; ".join(problems) + " (retrain with `cascadeflow train`)")
 
 
 def load_artifact(directory: Path, *, expected_dimension: int, expected_features_version: str,
-                  expected_embedding_model: str | None = None) -> RouterArtifact:
+                  expected_embedding_model: str | None = None,
+                  expected_feature_names: tuple[str, ...] = FEATURE_NAMES) -> RouterArtifact:
     """Load and verify an artifact (blocking); raises ArtifactMismatch with a message naming what differs."""
     directory = Path(directory)
     metadata = read_metadata(directory)
     try:
         check_metadata(metadata, expected_dimension=expected_dimension,
                        expected_features_version=expected_features_version,
-                       expected_embedding_model=expected_embedding_model)
+                       expected_embedding_model=expected_embedding_model,
+                       expected_feature_names=expected_feature_names)
     except ArtifactMismatch as exc:
-        raise ArtifactMismatch(f"router artifact {directory}: {exc}") from exc
+        raise ArtifactMismatch(f"artifact {directory}: {exc}") from exc
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
-        raise ArtifactMismatch(f"router artifact {directory}: {MODEL_FILE} is missing")
+        raise ArtifactMismatch(f"artifact {directory}: {MODEL_FILE} is missing")
     if metadata.model_sha256 and file_sha256(model_path) != metadata.model_sha256:
-        raise ArtifactMismatch(f"router artifact {directory}: {MODEL_FILE} does not match the sha256 in metadata")
+        raise ArtifactMismatch(f"artifact {directory}: {MODEL_FILE} does not match the sha256 in metadata")
     try:
         model = joblib.load(model_path)
     except Exception as exc:  # unpickling can fail in many ways; all mean the same thing here
-        raise ArtifactMismatch(f"router artifact {directory}: cannot load {MODEL_FILE} ({exc})") from exc
+        raise ArtifactMismatch(f"artifact {directory}: cannot load {MODEL_FILE} ({exc})") from exc
     if not callable(getattr(model, "predict_proba", None)):
-        raise ArtifactMismatch(f"router artifact {directory}: the model has no predict_proba")
+        raise ArtifactMismatch(f"artifact {directory}: the model has no predict_proba")
     width = getattr(model, "n_features_in_", metadata.n_features)
     if width != metadata.n_features:
-        raise ArtifactMismatch(f"router artifact {directory}: the model takes {width} features, "
+        raise ArtifactMismatch(f"artifact {directory}: the model takes {width} features, "
                                f"metadata says {metadata.n_features}")
     try:
         _positive_column(model)
     except ArtifactMismatch as exc:
-        raise ArtifactMismatch(f"router artifact {directory}: {exc}") from exc
+        raise ArtifactMismatch(f"artifact {directory}: {exc}") from exc
     return RouterArtifact(model=model, metadata=metadata, directory=directory)
 
 
-def artifact_version(directory: Path) -> str | None:
-    """The version in a `router-<version>` directory name, or None for any other name."""
+def artifact_version(directory: Path, prefix: str = ARTIFACT_PREFIX) -> str | None:
+    """The version in a `<prefix><version>` directory name (`router-...`), or None for any other name."""
     match = _VERSION.match(directory.name)
-    return match.group("version") if match else None
+    return match.group("version") if match and directory.name.startswith(prefix) else None
 
 
-def latest_artifact_dir(models_dir: Path) -> Path | None:
-    """The newest valid artifact under `models_dir` (by metadata `created_at`, then version), or None."""
+def latest_artifact_dir(models_dir: Path, prefix: str = ARTIFACT_PREFIX) -> Path | None:
+    """The newest valid `<prefix>` artifact under `models_dir` (by metadata `created_at`, then version)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         return None
     candidates: list[tuple[str, str, Path]] = []
     for child in models_dir.iterdir():
-        if not child.is_dir() or artifact_version(child) is None or not (child / MODEL_FILE).is_file():
+        if not child.is_dir() or artifact_version(child, prefix) is None or not (child / MODEL_FILE).is_file():
             continue
         try:
             metadata = read_metadata(child)

@@ -12,6 +12,7 @@ When none applies (no similarity given), the judge abstains.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -90,6 +91,39 @@ def judge_agreement(request: JSONObject, draft: JSONObject, strong: JSONObject, 
         return None
     detail = f"cosine {similarity:.3f} vs threshold {threshold:.2f}"
     return Verdict(similarity >= threshold, "agreement:similarity", detail)
+
+
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+SHORT_ANSWER_WORDS = 6
+
+
+def final_answer(request: JSONObject, answer: JSONObject) -> str | None:
+    """The answer's checkable final answer as a comparable key: the tool calls (names and arguments), a choice
+    letter, a final number, yes/no, or a short answer's words; None when it has none (free text)."""
+    tools = tool_uses(answer)
+    if tools:
+        return "tools:" + json.dumps([[b.get("name"), b.get("input")] for b in tools], sort_keys=True, default=str)
+    text = answer_text(answer)
+    choice = final_choice(text)
+    if choice is not None:
+        return f"choice:{choice}"
+    number = final_number(text, maths=bool(_MATH.search(question_text(request))))
+    if number is not None:
+        return f"number:{number:.9g}"
+    yes_no = _YES_NO.match(text)
+    if yes_no is not None:
+        return f"yesno:{yes_no.group(1).lower()}"
+    words = _normalised(text).split()
+    return f"text:{' '.join(words)}" if 0 < len(words) <= SHORT_ANSWER_WORDS else None
+
+
+def sample_agreement(request: JSONObject, answer: JSONObject, samples: list[JSONObject]) -> float | None:
+    """The share of extra samples whose final answer is the draft's; None when the draft has no final answer
+    or no sample came back."""
+    key = final_answer(request, answer)
+    if key is None or not samples:
+        return None
+    return sum(final_answer(request, sample) == key for sample in samples) / len(samples)
 
 
 GRADER_SYSTEM = ("You grade answers. Given a question, a reference answer and a candidate answer, reply with one "

@@ -35,6 +35,7 @@ class ScoringWeights:
     arithmetic: float = 2.0
     predicted: float = 3.0
     learned: float = 3.0
+    agreement: float = 4.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,6 +89,7 @@ class ConfidenceScorer:
         """Every component that applies to this draft, in a stable order."""
         found: list[Component | None] = [measure(evidence, self.weights.of(name)) for name, measure in MEASURES]
         found.append(_probability("predicted", evidence.predicted_good, self.weights.predicted, "router"))
+        found.append(_probability("agreement", evidence.agreement, self.weights.agreement, "samples"))
         if self.learned is not None:
             found.append(_probability("learned", self.learned.predict(evidence), self.weights.learned, "learned"))
         return tuple(c for c in found if c is not None)

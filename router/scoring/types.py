@@ -74,10 +74,12 @@ class DraftEvidence:
     """Everything known about one draft: the hub request, the complete draft answer, optional token logprobs.
 
     ``logprobs`` are natural-log probabilities of the generated tokens, when the provider returned them;
-    ``predicted_good`` is the learned router's P(draft good enough), when a prediction was made.
+    ``predicted_good`` is the learned router's P(draft good enough), when a prediction was made;
+    ``agreement`` is the share of extra samples of the draft whose final answer agrees with it, when sampled.
     """
 
     request: JSONObject
     answer: JSONObject
     logprobs: tuple[float, ...] | None = None
     predicted_good: float | None = None
+    agreement: float | None = None

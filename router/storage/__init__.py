@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from router.settings import OutcomeLogSettings
+from router.learning_settings import OutcomeLogSettings
 from router.storage.records import OutcomeRecord
 
 

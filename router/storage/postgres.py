@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from router.settings import OutcomeLogSettings
+from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
     BOOLEAN_COLUMNS,
     BYTES_COLUMNS,

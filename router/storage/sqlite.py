@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from router.settings import OutcomeLogSettings
+from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
     COLUMNS,
     LABEL_COLUMNS,

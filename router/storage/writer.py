@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.settings import OutcomeLogSettings
+from router.learning_settings import OutcomeLogSettings
 from router.storage.records import LabelUpdate, OutcomeRecord
 from router.storage.spool import Item, Spool
 

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from router.errors import ConfigError
 from router.learned import LearnedRouter
+from router.learning_settings import LearnedRouterSettings
 from router.metrics import Metrics
 from router.policy.classifier import (
     ArtifactMetadata,
@@ -22,7 +23,6 @@ from router.policy.classifier import (
     save_artifact,
 )
 from router.policy.features import FEATURE_NAMES, FEATURES_VERSION
-from router.settings import LearnedRouterSettings
 
 DIMENSION = 8
 

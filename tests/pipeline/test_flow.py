@@ -10,6 +10,7 @@ import pytest
 
 from router.costs import PriceBook, TokenUsage
 from router.errors import ProxyError, UpstreamMalformedError, UpstreamStatusError
+from router.learning_settings import OutcomeLogSettings
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline import Pipeline, Steps
@@ -23,7 +24,7 @@ from router.providers.call import Upstream
 from router.providers.registry import ProviderRegistry
 from router.providers.transport import Provider, UpstreamReply
 from router.scoring import ConfidenceScorer
-from router.settings import OutcomeLogSettings, Settings
+from router.settings import Settings
 from router.storage.records import OutcomeRecord
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, Principal, StreamAnswer
 
@@ -233,3 +234,14 @@ async def test_translation_decodes_once_and_answers_in_the_clients_dialect() -> 
     body = orjson.loads(await drain(await pipeline.handle(call("claude-sonnet-5", dialect=Dialect.OPENAI_CHAT))))
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == GOOD
     assert body["usage"]["prompt_tokens"] == 20 and log.records[0].cost_usd == pytest.approx(usd("claude-sonnet-5"))
+
+
+async def test_agreement_samples_are_evidence_and_draft_cost() -> None:
+    provider = FakeAnthropic({DRAFT: "The capital of France is Paris.", STRONG: GOOD})
+    rule = [{**RULE[0], "verify": {"samples": 3}}]
+    pipeline, log, _ = build(provider, rule)
+    await drain(await pipeline.handle(call(STRONG)))
+    assert [c.get("temperature") for c in provider.calls] == [None, 0.8, 0.8]
+    (record,) = log.records
+    assert record.components["agreement"] == 1.0 and record.draft_output_tokens == 90
+    assert record.cost_usd == pytest.approx(usd(DRAFT, (60, 90)))

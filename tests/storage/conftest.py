@@ -56,6 +56,6 @@ def pg_url() -> Iterator[str]:
 
 
 def settings_for(url: str, tmp_path: Path, **changes: Any) -> Any:
-    from router.settings import OutcomeLogSettings
+    from router.learning_settings import OutcomeLogSettings
 
     return OutcomeLogSettings(url=url, spool_path=str(tmp_path / "spool.jsonl"), flush_interval_ms=20, **changes)

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from router.settings import OutcomeLogSettings
+from router.learning_settings import OutcomeLogSettings
 from router.storage import open_outcome_log
 from router.storage.records import OutcomeRecord
 

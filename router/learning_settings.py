@@ -1,0 +1,102 @@
+"""Settings of what the proxy learns from: the outcome log, the learned router, the verifier and live labels."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutcomeLogSettings(_Strict):
+    """The outcome log: one record per request, for retraining the router and tuning its thresholds.
+
+    `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas). Writes are
+    batched off the request path through a bounded queue; prompts and answers are stored only when
+    `store_text` is true (hashes otherwise).
+    """
+
+    enabled: bool = True
+    url: str = "sqlite:///var/outcomes.sqlite"
+    store_text: bool = False
+    store_embeddings: bool = True
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    flush_interval_ms: float = Field(200.0, ge=1.0)
+    retention_days: float | None = Field(90.0, gt=0)
+    max_rows: int | None = Field(1_000_000, ge=1)
+    spool_path: str | None = "var/outcomes.spool.jsonl"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+
+class LearnedRouterSettings(_Strict):
+    """The learned router: a classifier of P(draft good enough) from the request alone.
+
+    The newest valid artifact under `models_dir` (None: the proxy's shipped `models/`) is loaded at start-up and
+    swapped in when a newer one appears (checked every `reload_interval_s`). Below `skip_threshold` (the
+    artifact's own when unset) a request skips the draft and goes to the strong model.
+    """
+
+    enabled: bool = True
+    models_dir: str | None = None
+    """Where router artifacts are looked for (None: the `models/` shipped with the proxy)."""
+    artifact: str | None = None
+    skip_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    reload_interval_s: float = Field(10.0, gt=0)
+    required: bool = False
+
+
+class LabelSettings(_Strict):
+    """Labels for live traffic: whether the draft was good enough, judged when both answers exist.
+
+    Escalated requests have both answers. A share of accepted drafts (`exploration_rate`) is also sent to
+    the strong model in the background so labels are not limited to what the router already escalates.
+    The judge is `agreement` (embedding similarity, exact or numeric match of the two answers) or `grader`
+    (the strong model grades the draft against its own answer). Background exploration and grading never
+    spend a client's own forwarded provider key unless `spend_client_keys` is true.
+    """
+
+    exploration_rate: float = Field(0.05, ge=0.0, le=1.0)
+    judge: Literal["agreement", "grader"] = "agreement"
+    agreement_similarity: float = Field(0.8, ge=0.0, le=1.0)
+    grader_model: str | None = None
+    max_concurrent: int = Field(4, ge=1)
+    spend_client_keys: bool = False
+    """Background exploration and grading never spend a client's own forwarded key unless this is true."""
+
+
+class VerifierSettings(_Strict):
+    """The trained verifier: P(draft good enough | request, draft answer), from a calibrated artifact.
+
+    The newest valid `verifier-<version>` artifact under `models_dir` (None: the proxy's shipped `models/`) is
+    loaded at start-up and hot-reloaded like the router's. A draft is served when the verifier's probability
+    reaches `accept_threshold` (None: the artifact's own, chosen in training for a share of right answers
+    among served drafts). Without an artifact (or with `enabled: false`) drafts are judged by the
+    hand-weighted score against each rule's `quality_threshold`.
+    """
+
+    enabled: bool = True
+    models_dir: str | None = None
+    artifact: str | None = None
+    accept_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    reload_interval_s: float = Field(10.0, gt=0)
+    required: bool = False
+
+
+class DraftVerification(_Strict):
+    """Per rule: agreement evidence. With `samples: k` > 1 the draft is sampled k-1 more times, concurrently
+    with it, at `temperature`; the share of samples whose final answer (a number, a choice letter, yes/no, a
+    short answer, the tool calls) agrees with the draft's is evidence for the verifier. The samples are paid as
+    draft cost. Off (1) by default: it multiplies the draft's cost."""
+
+    samples: int = Field(1, ge=1, le=8)
+    temperature: float = Field(0.8, gt=0.0, le=2.0)

@@ -1,0 +1,97 @@
+"""The trained verifier in service: P(draft good enough | request, draft answer) from a calibrated artifact.
+
+The artifact (`models/verifier-<version>/`, written by `cascadeflow train --verifier`) is loaded, refused on
+mismatch and hot-reloaded like the router's (router/artifacts.py). Predictions run on one worker thread.
+Without an artifact the verify step falls back to the hand-weighted score (router/scoring/scorer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher
+from router.assets import models_dir_of
+from router.learning_settings import VerifierSettings
+from router.metrics import Metrics
+from router.policy.classifier import RouterArtifact
+from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
+from router.scoring.types import DraftEvidence
+
+logger = logging.getLogger("router.verifier")
+
+VERIFIER_SPEC = ArtifactSpec("verifier", "verifier", VERIFIER_FEATURES_VERSION, VERIFIER_FEATURE_NAMES, "none", 0)
+
+
+def _single_threaded_openmp() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="openmp")
+
+
+class Verifier:
+    """Holds the verifier artifact and predicts on a worker thread."""
+
+    def __init__(self, settings: VerifierSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        source = ArtifactSource(models_dir_of(settings.models_dir), settings.artifact, settings.required,
+                                settings.reload_interval_s)
+        self._watcher = ArtifactWatcher(VERIFIER_SPEC, source, metrics,
+                                        lambda artifact: f" (accept threshold {self.threshold_of(artifact)})")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verifier",
+                                            initializer=_single_threaded_openmp)
+
+    @property
+    def artifact(self) -> RouterArtifact | None:
+        """The artifact in use, if any."""
+        return self._watcher.artifact
+
+    def threshold_of(self, artifact: RouterArtifact) -> float:
+        """The configured accept threshold, else the artifact's own (chosen in training for a precision)."""
+        if self._settings.accept_threshold is not None:
+            return self._settings.accept_threshold
+        value = artifact.metadata.thresholds.get("accept_threshold")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.5
+
+    async def start(self) -> None:
+        """Load the artifact and watch for newer ones."""
+        await self._watcher.start()
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        await self._watcher.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def judge(self, evidence: DraftEvidence) -> tuple[float, float, str] | None:
+        """(P(draft good enough), the accept threshold, the artifact version); None without an artifact or on
+        failure (the caller falls back to the hand-weighted score)."""
+        artifact = self._watcher.artifact
+        if artifact is None:
+            return None
+        started = time.perf_counter()
+        try:
+            p_good = await asyncio.get_running_loop().run_in_executor(self._executor, _predict, artifact, evidence)
+        except Exception:  # a broken prediction degrades to the hand-weighted score
+            logger.exception("verifier prediction failed; using the hand-weighted score")
+            self._metrics.inc("cascadeflow_dependency_errors_total", dependency="verifier")
+            return None
+        self._metrics.inc("cascadeflow_verifier_predict_seconds_total", time.perf_counter() - started)
+        return p_good, self.threshold_of(artifact), artifact.metadata.version
+
+    def status(self) -> dict[str, object]:
+        """For /ready: the artifact in use (or the fallback) and any refusal."""
+        artifact, refused = self._watcher.artifact, self._watcher.refused
+        return {"ok": not refused, "required": self._settings.required,
+                "active": "trained" if artifact is not None else "hand-weighted fallback",
+                "artifact": artifact.metadata.version if artifact else None,
+                "accept_threshold": self.threshold_of(artifact) if artifact else None, "refused": dict(refused)}
+
+
+def _predict(artifact: RouterArtifact, evidence: DraftEvidence) -> float:
+    row = np.asarray(verifier_features(evidence), dtype=np.float32)[None, :]
+    return float(artifact.predict(row)[0])
