@@ -22,6 +22,7 @@ from router.errors import UpstreamError
 from router.learning_settings import LabelSettings
 from router.ledger import Ledger, LedgerEntry
 from router.metrics import Metrics
+from router.model_settings import ModelInfoTable
 from router.policy.capabilities import NotServableByDraft, adapt_request
 from router.providers.call import Upstream
 from router.providers.registry import NoCredentials, ProviderRegistry
@@ -44,8 +45,9 @@ class Labeler:
 
     def __init__(self, settings: LabelSettings, log: OutcomeLog, registry: ProviderRegistry, upstream: Upstream,
                  metrics: Metrics, ledger: Ledger, encoder: Encoder | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, model_info: ModelInfoTable | None = None) -> None:
         self._settings = settings
+        self._model_info = model_info or {}
         self._log = log
         self._registry = registry
         self._upstream = upstream
@@ -122,7 +124,7 @@ class Labeler:
         async with self._slots:
             try:
                 target = self._registry.resolve(model, call.dialect, buffered=True)
-                adapted = adapt_request(request, target.upstream_model)
+                adapted = adapt_request(request, target.upstream_model, self._model_info)
                 buffered = await self._upstream.buffer(call, target, adapted, native=False, timeout_s=timeout_s,
                                                        background=True)
             except NoCredentials as exc:

@@ -112,7 +112,8 @@ class Services:
         from router.storage import open_outcome_log
 
         log = open_outcome_log(settings.outcome_log)
-        labeler = Labeler(settings.labels, log, registry, upstream, metrics, ledger, encoder) \
+        labeler = Labeler(settings.labels, log, registry, upstream, metrics, ledger, encoder,
+                          model_info=settings.model_info) \
             if settings.cascade_rules else None
         return OutcomeRecorder(log, settings.outcome_log, metrics, labeler)
 

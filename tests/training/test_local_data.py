@@ -1,0 +1,34 @@
+"""Labelling local models' answers: gold checks, and a whole run against a local OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from router.replay.runner import BackgroundServer
+from training.local_data import Question, is_right
+from training.local_data import main as label_local
+
+
+def test_answers_are_judged_by_the_gold_answer() -> None:
+    sum_question = Question("q", "local/short", "What is 12 + 30?", ("42",), True)
+    assert is_right(sum_question, "12 + 30 = 42") and not is_right(sum_question, "12 + 30 = 32")
+    capital = Question("c", "local/short", "Capital of France?", ("paris",), False)
+    assert is_right(capital, "It is Paris.") and not is_right(capital, "Lyon, I think; not Parisian.")
+    gas = Question("g", "local/short", "Gas?", ("carbon dioxide", "co2"), False)
+    assert is_right(gas, "Carbon dioxide (CO2).")
+
+
+def test_a_run_writes_labelled_rows_and_resumes(upstream: BackgroundServer, tmp_path: Path) -> None:
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"id": "s/1", "question": "Say [[text:The answer is 42.]]", "answers": ["42"]}) + "\n"
+                     + json.dumps({"id": "s/2", "question": "Say [[text:It is Lyon.]]", "answers": ["paris"]}) + "\n")
+    out = tmp_path / "labelled.jsonl"
+    common = ["--draft-url", upstream.url + "/v1", "--draft-model", "gpt-4o-mini", "--strong-url",
+              upstream.url + "/v1", "--strong-model", "gpt-4o", "--out", str(out), "--short", str(short),
+              "--gsm8k", "0", "--quiet"]
+    assert label_local(common) == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["draft_score"], r["strong_score"], r["draft_good_enough"]) for r in rows] == [(1, 1, 1), (0, 0, 1)]
+    assert rows[0]["draft_agreement"] == 1.0 and rows[0]["draft_response"] == "The answer is 42."
+    assert label_local(common) == 0, "questions already labelled are skipped"
