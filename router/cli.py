@@ -10,6 +10,7 @@ from pathlib import Path
 
 from router.auth import hash_key
 from router.errors import ConfigError
+from router.local.cli import add_local_models_commands
 from router.settings import Settings, load_settings
 
 
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     hashing = keys.add_parser("hash", help="print the SHA-256 digest to put in auth.keys[].key_sha256")
     hashing.add_argument("key", nargs="?", help="the key (default: read one line from stdin)")
     hashing.set_defaults(handler=_hash)
+
+    add_local_models_commands(commands)
     return parser
 
 
