@@ -113,7 +113,8 @@ def label(args: argparse.Namespace, client: httpx.Client, question: Question) ->
             "prompt": question.text, "gold": list(question.answers), "draft_model": args.draft_model,
             "strong_model": args.strong_model, "draft_response": draft.text, "strong_response": strong.text,
             "draft_stop_reason": "max_tokens" if draft.finish_reason == "length" else "end_turn",
-            "draft_logprobs": draft.logprobs, "draft_agreement": agreement, "label_kind": "correct_0_1",
+            "draft_logprobs": draft.logprobs, "draft_samples": [sample.text for sample in samples],
+            "draft_agreement": agreement, "label_kind": "correct_0_1",
             "draft_score": int(draft_right), "strong_score": int(strong_right),
             "draft_good_enough": int(draft_right or not strong_right)}
 

@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from router.policy.classifier import ArtifactMetadata, RouterArtifact, save_artifact
 from router.scoring import ConfidenceScorer
+from router.scoring.agreement import sample_agreement
 from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
 from router.scoring.types import DraftEvidence
 from training.dataset import split_of
@@ -58,6 +59,10 @@ def evidence_of(row: dict[str, Any]) -> DraftEvidence:
     """Everything the server would know about this draft."""
     logprobs = row.get("draft_logprobs")
     agreement = row.get("draft_agreement")
+    samples = row.get("draft_samples")
+    if isinstance(samples, list) and samples:  # recomputed, so the evidence follows this code's extraction
+        agreement = sample_agreement(hub_request(row), draft_answer(row),
+                                     [draft_answer({"draft_response": str(text)}) for text in samples])
     return DraftEvidence(request=hub_request(row), answer=draft_answer(row),
                          logprobs=tuple(float(v) for v in logprobs) if isinstance(logprobs, list) and logprobs
                          else None,

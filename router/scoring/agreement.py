@@ -107,7 +107,8 @@ def final_answer(request: JSONObject, answer: JSONObject) -> str | None:
     choice = final_choice(text)
     if choice is not None:
         return f"choice:{choice}"
-    number = final_number(text, maths=bool(_MATH.search(question_text(request))))
+    question = question_text(request)
+    number = final_number(text, maths=bool(_MATH.search(question) or _ANY_NUMBER.search(question)))
     if number is not None:
         return f"number:{number:.9g}"
     yes_no = _YES_NO.match(text)
