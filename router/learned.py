@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher
+from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
 from router.assets import models_dir_of
 from router.learning_settings import LearnedRouterSettings
 from router.metrics import Metrics
@@ -44,14 +44,6 @@ class Prediction:
         return self.skip_threshold is not None and self.p_good < self.skip_threshold
 
 
-def _single_threaded_openmp() -> None:
-    """One row at a time, OpenMP's thread team costs more than it saves (measured: 31 ms -> 10 ms a prediction
-    with the ensemble on two cores), and it would compete with the encoder's threads."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="openmp")
-
-
 class LearnedRouter:
     """The router artifact in service (see router/artifacts.py) and its predictions, on one worker thread."""
 
@@ -65,7 +57,7 @@ class LearnedRouter:
         self._watcher = ArtifactWatcher(spec, source, metrics,
                                         lambda artifact: f" (skip threshold {self.skip_threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-predict",
-                                            initializer=_single_threaded_openmp)
+                                            initializer=single_threaded_openmp)
 
     @property
     def artifact(self) -> RouterArtifact | None:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher
+from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
 from router.assets import models_dir_of
 from router.learning_settings import VerifierSettings
 from router.metrics import Metrics
@@ -25,12 +25,6 @@ from router.scoring.types import DraftEvidence
 logger = logging.getLogger("router.verifier")
 
 VERIFIER_SPEC = ArtifactSpec("verifier", "verifier", VERIFIER_FEATURES_VERSION, VERIFIER_FEATURE_NAMES, "none", 0)
-
-
-def _single_threaded_openmp() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="openmp")
 
 
 class Verifier:
@@ -44,7 +38,7 @@ class Verifier:
         self._watcher = ArtifactWatcher(VERIFIER_SPEC, source, metrics,
                                         lambda artifact: f" (accept threshold {self.threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verifier",
-                                            initializer=_single_threaded_openmp)
+                                            initializer=single_threaded_openmp)
 
     @property
     def artifact(self) -> RouterArtifact | None:

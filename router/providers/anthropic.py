@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-
 from router.protocol.anthropic_stream import AnthropicStreamAccumulator
 from router.protocol.hub import usage_of
 from router.protocol.sse import SSEEvent
-from router.providers.wire import EARLY_END, Completion, MalformedAnswer, StreamMode
+from router.providers.wire import EARLY_END, Completion, MalformedAnswer, StreamMode, decode_object
 from router.types import Dialect, Endpoint, JSONObject
 
 _PATHS = {Endpoint.MESSAGES: "/v1/messages", Endpoint.COUNT_TOKENS: "/v1/messages/count_tokens"}
 _OBSERVED = frozenset({"message_start", "message_delta", "message_stop", "error"})
-
-
-def _object(data: str) -> JSONObject:
-    try:
-        decoded: Any = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedAnswer(f"an Anthropic stream event is not JSON: {exc}") from exc
-    if not isinstance(decoded, dict):
-        raise MalformedAnswer("an Anthropic stream event is not a JSON object")
-    return decoded
 
 
 class AnthropicStreamDecoder:
@@ -40,7 +26,7 @@ class AnthropicStreamDecoder:
         if not (self._mode.events or self._mode.message) and event.event is not None \
                 and event.event not in _OBSERVED:
             return []
-        data = _object(event.data)
+        data = decode_object(event.data, "an Anthropic stream event")
         self._accumulator.feed(data)
         return [data] if self._mode.events else []
 

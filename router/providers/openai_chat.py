@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import orjson
 
 from router.costs import TokenUsage
 from router.protocol.anthropic_stream import AnthropicStreamAccumulator
@@ -13,20 +10,10 @@ from router.protocol.chat_request import anthropic_request_to_chat
 from router.protocol.chat_response import chat_response_to_anthropic
 from router.protocol.chat_stream import ChatToAnthropicStream
 from router.protocol.sse import SSEEvent
-from router.providers.wire import EARLY_END, Completion, MalformedAnswer, StreamMode
+from router.providers.wire import EARLY_END, Completion, MalformedAnswer, StreamMode, decode_object
 from router.types import Dialect, Endpoint, JSONObject
 
 _FINISHED = re.compile(r'"finish_reason": ?"')
-
-
-def _chunk(data: str) -> JSONObject:
-    try:
-        decoded: Any = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedAnswer(f"a chat stream chunk is not JSON: {exc}") from exc
-    if not isinstance(decoded, dict):
-        raise MalformedAnswer("a chat stream chunk is not a JSON object")
-    return decoded
 
 
 def _logprobs(chunk: JSONObject) -> list[float]:
@@ -61,7 +48,7 @@ class ChatStreamDecoder:
         full = self._mode.events or self._mode.message or self._mode.logprobs
         if not full and '"usage"' not in data and '"error"' not in data and not _FINISHED.search(data):
             return []
-        chunk = _chunk(data)
+        chunk = decode_object(data, "a chat stream chunk")
         if isinstance(chunk.get("usage"), dict):
             self._usage = TokenUsage.from_openai_chat(chunk["usage"])
         if chunk.get("error") is not None and not chunk.get("choices"):

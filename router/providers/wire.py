@@ -10,19 +10,32 @@ when the caller needs the whole message (to cache or log it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from router.costs import TokenUsage
 from router.protocol.sse import SSEEvent
 from router.protocol.streams import EARLY_END
 from router.types import Dialect, Endpoint, JSONObject
 
-__all__ = ["EARLY_END", "Completion", "MalformedAnswer", "StreamDecoder", "StreamMode", "WireAdapter"]
+__all__ = ["EARLY_END", "Completion", "MalformedAnswer", "decode_object", "StreamDecoder", "StreamMode", "WireAdapter"]
 
 
 
 class MalformedAnswer(ValueError):
     """An upstream answer or stream event that is not what its wire format promises."""
+
+
+def decode_object(data: str, what: str) -> JSONObject:
+    """One JSON object of a stream event; MalformedAnswer naming `what` when it is not one."""
+    try:
+        decoded: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedAnswer(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(decoded, dict):
+        raise MalformedAnswer(f"{what} is not a JSON object")
+    return decoded
 
 
 @dataclass(frozen=True)
