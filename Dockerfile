@@ -26,4 +26,6 @@ USER cascadeflow
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
 ENTRYPOINT ["cascadeflow"]
+# On 0.0.0.0 the proxy starts only with proxy keys in its config (auth.keys) or when told it may run open
+# (CASCADEFLOW_SERVER__OPEN_WITHOUT_KEYS=true): without keys anyone reaching the port spends the provider keys.
 CMD ["proxy", "start", "--host", "0.0.0.0", "--port", "8000"]

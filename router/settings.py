@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -42,10 +43,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is on loopback only (`localhost`, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ServerSettings(_Strict):
     """Where the proxy listens and how much it accepts."""
 
     host: str = "127.0.0.1"
+    open_without_keys: bool = False
+    """Without proxy keys (`auth.keys`) anyone who reaches the port spends the configured provider keys, so the
+    proxy then listens on loopback only; true lets it listen elsewhere anyway (say, behind your own gateway)."""
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -246,6 +260,10 @@ class Settings(BaseSettings):
             if route.provider not in self.providers:
                 raise ValueError(f"models.{index}.provider: unknown provider {route.provider!r}")
         self._check_model_references()
+        if not self.auth.keys and not self.server.open_without_keys and not is_loopback(self.server.host):
+            raise ValueError(f"server.host: {self.server.host!r} is not loopback and no proxy keys are configured, "
+                             "so anyone who reaches the port would spend the provider keys; add auth.keys, listen "
+                             "on 127.0.0.1, or set server.open_without_keys: true")
         seen: set[str] = set()
         for index, rule in enumerate(self.cascade_rules):
             for key in (rule.request_model, f"cascade/{rule.name}" if rule.name else None):

@@ -93,7 +93,7 @@ def test_keys_hash_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_environment_variables_override_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "server: {port: 8000, host: 0.0.0.0}\ncache: {enabled: false}\n")
+    path = write(tmp_path, "server: {port: 8000, host: 0.0.0.0, open_without_keys: true}\ncache: {enabled: false}\n")
     env = {"CASCADEFLOW_SERVER__PORT": "9001", "CASCADEFLOW_CACHE__ENABLED": "true",
            "CASCADEFLOW_CONFIG": "/elsewhere/config.yaml", "cascadeflow_server__log_level": "debug"}
     settings = load_settings(path, environ=env)
@@ -191,3 +191,16 @@ def test_invalid_cache_rule_settings(tmp_path: Path, rule: dict[str, object], ex
     rules = [{"request_model": "gpt-5", "draft_model": "gpt-5-mini", "verifier_model": "gpt-5", **rule}]
     with pytest.raises(ConfigError, match=expected):
         load_settings(write(tmp_path, yaml.safe_dump({"cascade_rules": rules})), environ={})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "proxy.internal"])
+def test_without_proxy_keys_the_proxy_listens_on_loopback_only(tmp_path: Path, host: str) -> None:
+    path = write(tmp_path, f"server: {{host: '{host}'}}\n")
+    with pytest.raises(ConfigError, match="server.host: .* is not loopback and no proxy keys"):
+        load_settings(path, environ={})
+    assert load_settings(path, environ={"CASCADEFLOW_SERVER__OPEN_WITHOUT_KEYS": "true"}).server.host == host
+    digest = "a" * 64
+    keyed = write(tmp_path, f"server: {{host: '{host}'}}\nauth: {{keys: [{{key_sha256: '{digest}', user: u}}]}}\n")
+    assert load_settings(keyed, environ={}).server.host == host
+    for loopback in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert load_settings(write(tmp_path, f"server: {{host: '{loopback}'}}\n"), environ={}).server.host == loopback
