@@ -47,11 +47,23 @@ async def health() -> Response:
 @router.get("/ready")
 async def ready(services: ServicesDep) -> Response:
     """Readiness: every dependency the proxy needs is usable."""
-    checks = services.readiness()
+    checks = {name: _public(check) for name, check in services.readiness().items()}
     is_ready = all(check["ok"] for check in checks.values() if check.get("required"))
     degraded = any(not check["ok"] for check in checks.values())
     status = "unavailable" if not is_ready else ("degraded" if degraded else "ready")
     return _json({"status": status, "checks": checks}, 200 if is_ready else 503)
+
+
+_PRIVATE = frozenset({"base_url", "last_error"})
+
+
+def _public(check: dict[str, object]) -> dict[str, object]:
+    """A check as anyone may see it: no provider URLs, no upstream error text, no artifact paths (the logs
+    have them)."""
+    public = {key: value for key, value in check.items() if key not in _PRIVATE}
+    if isinstance(public.get("refused"), dict):
+        public["refused"] = len(public["refused"])  # type: ignore[arg-type]
+    return public
 
 
 @router.get("/metrics")

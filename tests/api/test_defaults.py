@@ -243,3 +243,8 @@ def test_exploration_pays_with_the_provider_key_only(proxy_factory: ProxyFactory
     assert calls[1:] == expected
     if strong_key is None:
         assert metric(proxy, r'cascadeflow_explorations_total\{[^}]*result="ok"[^}]*\}') == 0
+
+
+def test_ready_shows_no_provider_urls_or_error_text(proxy: BackgroundServer, upstream: BackgroundServer) -> None:
+    text = httpx.get(proxy.url + "/ready").text
+    assert "provider:anthropic" in text and upstream.url not in text and "base_url" not in text
