@@ -245,3 +245,18 @@ async def test_agreement_samples_are_evidence_and_draft_cost() -> None:
     (record,) = log.records
     assert record.components["agreement"] == 1.0 and record.draft_output_tokens == 90
     assert record.cost_usd == pytest.approx(usd(DRAFT, (60, 90)))
+
+
+async def test_a_malformed_stream_event_ends_in_an_error_event_of_the_clients_dialect() -> None:
+    provider = FakeAnthropic({"claude-sonnet-5": GOOD})
+
+    async def broken(path: str, body: bytes, headers: Mapping[str, str]) -> FakeStream:
+        provider.calls.append(orjson.loads(body))
+        return FakeStream([b'event: message_start\ndata: {"type": "message_start", "message": {\n\n'])
+
+    provider.stream = broken  # type: ignore[method-assign]
+    pipeline, log, _ = build(provider)
+    body = await drain(await pipeline.handle(call("claude-sonnet-5", stream=True, dialect=Dialect.OPENAI_CHAT)))
+    assert b'"error"' in body and b"could not be decoded" in body
+    (record,) = log.records
+    assert record.route == "pass_through" and "undecodable" in record.reason
