@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router.assets import shipped_routellm_data
 from router.scoring import ConfidenceScore, ConfidenceScorer, DraftEvidence
 
-DEFAULT_DATA = Path("data/routellm/dev.jsonl")
-SHARED_DATA = Path("/work/shared/data/routellm/dev.jsonl")
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MAX_TOKENS = 1024
 
@@ -52,13 +51,11 @@ def auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
 
 
 def resolve_data(path: Path | None) -> Path:
-    """The data file: the one asked for, else data/ here or in the repository, else the shared copy."""
-    if path is not None:
-        return path
-    for candidate in (DEFAULT_DATA, Path(__file__).resolve().parents[1] / DEFAULT_DATA, SHARED_DATA):
-        if candidate.exists():
-            return candidate
-    raise SystemExit(f"no data at {DEFAULT_DATA} or {SHARED_DATA}; pass --data")
+    """The data file: the one asked for, else the shipped RouteLLM data."""
+    data = path if path is not None else shipped_routellm_data()
+    if not data.exists():
+        raise SystemExit(f"no data at {data}; pass --data")
+    return data
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -163,7 +160,7 @@ def print_distribution(groups: dict[str, list[Scored]]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Score the drafts of a RouteLLM-style file and print AUC and accept/quality tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=None, help=f"JSONL file (default {DEFAULT_DATA})")
+    parser.add_argument("--data", type=Path, default=None, help="JSONL file (default: the shipped RouteLLM data)")
     args = parser.parse_args(argv)
     path = resolve_data(args.data)
     scored = score_rows(load(path), ConfidenceScorer())
