@@ -123,7 +123,6 @@ class Outcome:
     features: RequestFeatures
     ledger: LedgerEntry
     served: Completion | None = None
-    served_model: str | None = None
     status: int = 200
     error: str | None = None
     cache_hit: bool = False

@@ -122,6 +122,16 @@ class RecordStep:
             await self._recorder.drain()
 
 
+def _reason(outcome: Outcome) -> str:
+    """Why the request went where it went, and how it ended when it did not end well."""
+    reason = outcome.plan.reason
+    if outcome.error is None:
+        return reason
+    if outcome.status >= 400:
+        return f"{reason}; failed with HTTP {outcome.status}: {outcome.error}"
+    return f"{reason}; failed after the answer began: {outcome.error}"
+
+
 def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
     """The outcome record of a finished request."""
     from router.storage.records import OutcomeRecord
@@ -137,7 +147,7 @@ def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
     return OutcomeRecord(
         request_id=call.request_id, created_at=outcome.clock.created_at, tenant=call.principal.tenant,
         endpoint=call.endpoint.value, requested_model=call.model, route=plan.route,
-        reason=plan.reason if outcome.error is None else f"{plan.reason}; failed: {outcome.error}",
+        reason=_reason(outcome),
         draft_model=plan.rule.draft_model if plan.rule else None,
         strong_model=plan.rule.strong_model if plan.rule else None, cache_hit=outcome.cache_hit,
         prediction=prediction.p_good if prediction else None,

@@ -75,7 +75,7 @@ class ServeStep:
         served = self._ledger.charge(target.upstream_model, completion.usage, target.provider.name)
         entry = LedgerEntry(served, self._wasted(plan).wasted_draft, served.usd if served is not None else None)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry, completion,
-                          target.upstream_model, error=completion.error, latency_ms=request.clock.elapsed_ms())
+                          error=completion.error, latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, request.lookup)
         return outcome
 
@@ -89,7 +89,7 @@ class ServeStep:
         estimate = self._ledger.charge(strong.upstream_model, draft.completion.usage, strong.provider.name)
         entry = LedgerEntry(served, None, estimate.usd if estimate is not None else None)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry, draft.completion,
-                          draft.model, latency_ms=request.clock.elapsed_ms())
+                          latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, request.lookup)
         headers = {**plan.headers(), **entry.headers()}
         if request.lookup is not None:
@@ -111,7 +111,7 @@ class ServeStep:
             estimate = None
         entry = LedgerEntry(None, None, estimate.usd if estimate is not None else None)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry,
-                          Completion(message, usage), None, cache_hit=True, latency_ms=request.clock.elapsed_ms())
+                          Completion(message, usage), cache_hit=True, latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, lookup)
         headers = {"x-cascadeflow-cache": "hit", "x-cascadeflow-similarity": f"{lookup.similarity:.4f}",
                    "x-cascadeflow-cache-match": "exact" if lookup.exact else "semantic", **entry.headers()}
@@ -121,7 +121,7 @@ class ServeStep:
         """A request that ends in an error: counted and recorded, with a draft it had already paid for."""
         failed = Plan("failed", plan.reason, plan.rule, plan.draft, plan.verdict, plan.draft_status)
         outcome = Outcome(request.call, request.clock, failed, request.hub, request.features, self._wasted(plan),
-                          None, None, status=error.status_code, error=error.message,
+                          None, status=error.status_code, error=error.message,
                           latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome)
 
