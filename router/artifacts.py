@@ -13,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from router.assets import models_dir_of
 from router.errors import ConfigError
+from router.learning_settings import LearnedRouterSettings, VerifierSettings
 from router.metrics import Metrics
 from router.policy.classifier import (
+    ArtifactMetadata,
     ArtifactMismatch,
     RouterArtifact,
+    check_metadata,
     latest_artifact_dir,
     load_artifact,
     read_metadata,
@@ -55,6 +59,29 @@ class ArtifactSource:
     required: bool
     reload_interval_s: float
 
+    @classmethod
+    def of(cls, settings: LearnedRouterSettings | VerifierSettings) -> ArtifactSource:
+        """The source a settings section names (`models_dir` None: the shipped models)."""
+        return cls(models_dir_of(settings.models_dir), settings.artifact, settings.required,
+                   settings.reload_interval_s)
+
+
+def candidate_dir(spec: ArtifactSpec, source: ArtifactSource) -> Path | None:
+    """The configured artifact directory, else the newest valid one of this kind under `models_dir`."""
+    if source.artifact:
+        return Path(source.artifact)
+    return latest_artifact_dir(source.models_dir, f"{spec.kind}-")
+
+
+def checked_metadata(spec: ArtifactSpec, directory: Path) -> ArtifactMetadata:
+    """An artifact's metadata, checked against what this code expects (nothing unpickled); ArtifactMismatch
+    naming every difference."""
+    metadata = read_metadata(directory)
+    check_metadata(metadata, expected_dimension=spec.embedding_dimension,
+                   expected_features_version=spec.features_version, expected_embedding_model=spec.embedding_model,
+                   expected_feature_names=spec.feature_names)
+    return metadata
+
 
 class ArtifactWatcher:
     """Holds the current artifact and swaps in a newer one when it appears under `models_dir`."""
@@ -76,9 +103,7 @@ class ArtifactWatcher:
         return self._artifact
 
     def _candidate(self) -> Path | None:
-        if self._source.artifact:
-            return Path(self._source.artifact)
-        return latest_artifact_dir(self._source.models_dir, f"{self._spec.kind}-")
+        return candidate_dir(self._spec, self._source)
 
     def _load(self, directory: Path) -> RouterArtifact:
         spec = self._spec

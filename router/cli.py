@@ -82,21 +82,19 @@ def _state_paths(settings: Settings) -> list[str]:
 
 def _check_artifact(settings: Settings) -> int:
     """Whether the router artifact the proxy would load matches this code (metadata only: nothing unpickled)."""
-    from router.assets import models_dir_of
+    from router.artifacts import ArtifactSource, candidate_dir, checked_metadata
     from router.embedding.encoder import DIMENSION, MODEL_NAME
-    from router.policy.classifier import ArtifactMismatch, check_metadata, latest_artifact_dir, read_metadata
-    from router.policy.features import FEATURES_VERSION
+    from router.learned import router_spec
+    from router.policy.classifier import ArtifactMismatch
 
-    learned = settings.learned_router
-    models_dir = models_dir_of(learned.models_dir)
-    directory = Path(learned.artifact) if learned.artifact else latest_artifact_dir(models_dir)
+    learned, spec = settings.learned_router, router_spec(MODEL_NAME, DIMENSION)
+    source = ArtifactSource.of(learned)
+    directory = candidate_dir(spec, source)
     if directory is None:
-        print(f"learned router: no artifact under {models_dir}; every cascade request drafts first")
+        print(f"learned router: no artifact under {source.models_dir}; every cascade request drafts first")
         return 2 if learned.required else 0
     try:
-        metadata = read_metadata(directory)
-        check_metadata(metadata, expected_dimension=DIMENSION, expected_features_version=FEATURES_VERSION,
-                       expected_embedding_model=MODEL_NAME)
+        metadata = checked_metadata(spec, directory)
     except ArtifactMismatch as exc:
         print(f"learned router: {directory} refused: {exc}", file=sys.stderr)
         return 2
@@ -108,21 +106,19 @@ def _check_artifact(settings: Settings) -> int:
 
 def _check_verifier(settings: Settings) -> int:
     """Which verifier judges drafts: the trained artifact (checked, metadata only) or the hand-weighted score."""
-    from router.assets import models_dir_of
-    from router.policy.classifier import ArtifactMismatch, check_metadata, latest_artifact_dir, read_metadata
-    from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION
+    from router.artifacts import ArtifactSource, candidate_dir, checked_metadata
+    from router.policy.classifier import ArtifactMismatch
+    from router.verifier import VERIFIER_SPEC
 
     verifier = settings.verifier
-    models_dir = models_dir_of(verifier.models_dir)
-    directory = Path(verifier.artifact) if verifier.artifact else latest_artifact_dir(models_dir, "verifier-")
+    source = ArtifactSource.of(verifier)
+    directory = candidate_dir(VERIFIER_SPEC, source)
     if not verifier.enabled or directory is None:
-        why = "disabled" if not verifier.enabled else f"no verifier artifact under {models_dir}"
+        why = "disabled" if not verifier.enabled else f"no verifier artifact under {source.models_dir}"
         print(f"verifier: hand-weighted score against each rule's quality_threshold ({why})")
         return 2 if verifier.enabled and verifier.required else 0
     try:
-        metadata = read_metadata(directory)
-        check_metadata(metadata, expected_dimension=0, expected_features_version=VERIFIER_FEATURES_VERSION,
-                       expected_embedding_model="none", expected_feature_names=VERIFIER_FEATURE_NAMES)
+        metadata = checked_metadata(VERIFIER_SPEC, directory)
     except ArtifactMismatch as exc:
         print(f"verifier: {directory} refused: {exc}; the hand-weighted score judges drafts", file=sys.stderr)
         return 2

@@ -44,6 +44,11 @@ class Prediction:
         return self.skip_threshold is not None and self.p_good < self.skip_threshold
 
 
+def router_spec(embedding_model: str, dimension: int) -> ArtifactSpec:
+    """What this code expects of a router artifact."""
+    return ArtifactSpec("router", "learned_router", FEATURES_VERSION, FEATURE_NAMES, embedding_model, dimension)
+
+
 class LearnedRouter:
     """The router artifact in service (see router/artifacts.py) and its predictions, on one worker thread."""
 
@@ -51,10 +56,8 @@ class LearnedRouter:
                  embedding_model: str) -> None:
         self._settings = settings
         self._metrics = metrics
-        spec = ArtifactSpec("router", "learned_router", FEATURES_VERSION, FEATURE_NAMES, embedding_model, dimension)
-        source = ArtifactSource(models_dir_of(settings.models_dir), settings.artifact, settings.required,
-                                settings.reload_interval_s)
-        self._watcher = ArtifactWatcher(spec, source, metrics,
+        spec = router_spec(embedding_model, dimension)
+        self._watcher = ArtifactWatcher(spec, ArtifactSource.of(settings), metrics,
                                         lambda artifact: f" (skip threshold {self.skip_threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-predict",
                                             initializer=single_threaded_openmp)

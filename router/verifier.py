@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
-from router.assets import models_dir_of
 from router.learning_settings import VerifierSettings
 from router.metrics import Metrics
 from router.policy.classifier import RouterArtifact
@@ -33,9 +32,7 @@ class Verifier:
     def __init__(self, settings: VerifierSettings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        source = ArtifactSource(models_dir_of(settings.models_dir), settings.artifact, settings.required,
-                                settings.reload_interval_s)
-        self._watcher = ArtifactWatcher(VERIFIER_SPEC, source, metrics,
+        self._watcher = ArtifactWatcher(VERIFIER_SPEC, ArtifactSource.of(settings), metrics,
                                         lambda artifact: f" (accept threshold {self.threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verifier",
                                             initializer=single_threaded_openmp)
