@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from router.auth import hash_key
+from router.config_errors import ConfigFileError
 from router.errors import ConfigError
 from router.local.cli import add_local_models_commands
 from router.settings import Settings, load_settings
 
 
-def _banner(settings: Settings) -> str:
+def _banner(settings: Settings, port: int) -> str:
     server = settings.server
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
-    base = f"http://{host}:{server.port}"
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host.strip("[]")
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     mode = "proxy keys" if settings.auth.keys else "pass-through (clients send their own provider keys)"
     return "\n".join([
         f"CascadeFlow Router listening on {base}  (auth: {mode})",
@@ -29,6 +32,41 @@ def _banner(settings: Settings) -> str:
     ])
 
 
+def _config_problem(exc: ConfigError, file: str | None) -> str:
+    """A config error for the terminal: every issue on its own line, each naming the file (and line)."""
+    if isinstance(exc, ConfigFileError):
+        return exc.describe(separator="\n  ")
+    text = str(exc)
+    return text if file is None or file in text else f"{file}: {text}"
+
+
+def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to host:port and listening, as uvicorn would open it (SO_REUSEADDR; IPv6 for a host
+    with `:`); raises OSError when the address cannot be had (in use, not local, no permission)."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    """One line: why the proxy cannot listen on host:port."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the address is already in use (another process listens there; pick another --port)"
+    elif exc.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need privileges; pick another --port)"
+    else:
+        reason = exc.strerror or str(exc)
+    return f"cascadeflow: cannot listen on {host}:{port}: {reason}"
+
+
 def _start(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -36,29 +74,44 @@ def _start(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, **overrides)
     except ConfigError as exc:
-        print(f"cascadeflow: invalid configuration: {exc}", file=sys.stderr)
+        print(f"cascadeflow: invalid configuration: {_config_problem(exc, args.config)}", file=sys.stderr)
         return 2
-    print(_banner(settings), flush=True)
     server = settings.server
+    try:  # bound before the banner and before the app starts (loading models takes seconds)
+        sock = bind_listener(server.host, server.port)
+    except OSError as exc:
+        print(_bind_problem(server.host, server.port, exc), file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
     if server.workers > 1:
+        sock.close()  # uvicorn binds it again in this process, at once, before starting the workers
+        print(_banner(settings, port), flush=True)
         if args.config:
             os.environ["CASCADEFLOW_CONFIG"] = os.path.abspath(args.config)
         os.environ["CASCADEFLOW_SERVER__HOST"] = server.host
-        os.environ["CASCADEFLOW_SERVER__PORT"] = str(server.port)
+        os.environ["CASCADEFLOW_SERVER__PORT"] = str(port)
         uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
-                    port=server.port, workers=server.workers, log_level=server.log_level)
+                    port=port, workers=server.workers, log_level=server.log_level)
         return 0
+    print(_banner(settings, port), flush=True)
     from router.app import create_app
 
-    uvicorn.run(create_app(settings), host=server.host, port=server.port, log_level=server.log_level)
-    return 0
+    config = uvicorn.Config(create_app(settings), host=server.host, port=port, log_level=server.log_level)
+    runner = uvicorn.Server(config)
+    try:
+        runner.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0 if runner.started else 3
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: invalid: {exc}", file=sys.stderr)
+        print(f"cascadeflow: invalid configuration: {_config_problem(exc, args.file)}", file=sys.stderr)
         return 2
     print(f"{args.file}: valid ({len(settings.providers)} providers, {len(settings.models)} model routes, "
           f"{len(settings.cascade_rules)} cascade rules, {len(settings.auth.keys)} proxy keys)")
@@ -184,40 +237,65 @@ def _training_command(name: str, arguments: list[str]) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help already states one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "").lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
+def iter_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """A parser and every sub-command parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from iter_parsers(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every sub-command."""
+    """The argument parser of every sub-command; every option's help states its default."""
     parser = argparse.ArgumentParser(prog="cascadeflow", description="CascadeFlow Router")
     commands = parser.add_subparsers(dest="command", required=True)
+    override = "overrides the config's server.{} and CASCADEFLOW_SERVER__{} (default: the config's, else {})"
 
     proxy = commands.add_parser("proxy", help="run the proxy").add_subparsers(dest="action", required=True)
     start = proxy.add_parser("start", help="start the proxy server")
-    start.add_argument("--config", help="YAML config file (default: built-in defaults)")
-    start.add_argument("--host")
-    start.add_argument("--port", type=int)
-    start.add_argument("--workers", type=int)
+    start.add_argument("--config", help="YAML config file (default: none: built-in settings, provider keys from "
+                       "ANTHROPIC_API_KEY and OPENAI_API_KEY)")
+    start.add_argument("--host", help="listen address; " + override.format("host", "HOST", "127.0.0.1"))
+    start.add_argument("--port", type=int, help="listen port, 0 for any free one; "
+                       + override.format("port", "PORT", 8000))
+    start.add_argument("--workers", type=int, help="uvicorn worker processes; "
+                       + override.format("workers", "WORKERS", 1))
     start.set_defaults(handler=_start)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate a config file without starting")
-    check.add_argument("file")
+    check.add_argument("file", help="the YAML config file to check")
     check.set_defaults(handler=_check)
 
     demo = commands.add_parser("demo", help="no-key demo: cascade on real answers from labelled data")
     demo.add_argument("--limit", type=int, default=60, help="prompts per source")
-    demo.add_argument("--threshold", type=float, default=0.95)
-    demo.add_argument("--concurrency", type=int, default=8)
-    demo.add_argument("--latency-ms", type=float, default=0.0)
-    demo.add_argument("--source", nargs="+", default=["gsm8k", "mt_bench"], choices=["gsm8k", "mt_bench"])
+    demo.add_argument("--threshold", type=float, default=0.95, help="the cascade rule's quality_threshold")
+    demo.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    demo.add_argument("--latency-ms", type=float, default=0.0, help="added latency of each upstream answer (ms)")
+    demo.add_argument("--source", nargs="+", default=["gsm8k", "mt_bench"], choices=["gsm8k", "mt_bench"],
+                      help="labelled data sets the prompts come from (default: gsm8k mt_bench)")
     demo.add_argument("--learned", action="store_true",
-                      help="with the shipped learned router, on held-out prompts (loads the embedding model)")
+                      help="with the shipped learned router, on held-out prompts (loads the embedding model; "
+                      "default: off)")
     demo.set_defaults(handler=_demo)
 
     replay = commands.add_parser("replay-upstream", help="a local upstream speaking the providers' wire formats")
-    replay.add_argument("--host", default="127.0.0.1")
-    replay.add_argument("--port", type=int, default=8100)
-    replay.add_argument("--latency-ms", type=float, default=0.0)
-    replay.add_argument("--stream-delay-ms", type=float, default=0.0)
-    replay.add_argument("--source", choices=["scripted", "dataset"], default="dataset")
+    replay.add_argument("--host", default="127.0.0.1", help="listen address")
+    replay.add_argument("--port", type=int, default=8100, help="listen port")
+    replay.add_argument("--latency-ms", type=float, default=0.0, help="added latency of each answer (ms)")
+    replay.add_argument("--stream-delay-ms", type=float, default=0.0, help="delay between stream events (ms)")
+    replay.add_argument("--source", choices=["scripted", "dataset"], default="dataset",
+                        help="scripted: the test upstream's canned answers; dataset: real answers of labelled data")
     replay.add_argument("--data", type=Path, default=None, help="labelled JSONL (default: the shipped RouteLLM data)")
     replay.set_defaults(handler=_replay_upstream)
 
@@ -233,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.set_defaults(handler=_hash)
 
     add_local_models_commands(commands)
+    for each in iter_parsers(parser):
+        each.formatter_class = _HelpFormatter
     return parser
 
 

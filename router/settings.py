@@ -21,7 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from router.config_sources import deep_merge, env_overrides, interpolate, parse_yaml, setting_variables
+from router.config_errors import ConfigFileError, ConfigIssue, leaf_paths, validation_issues
+from router.config_sources import deep_merge, env_overrides, in_file, interpolate, parse_yaml, setting_variables
 from router.errors import ConfigError
 from router.learning_settings import (
     DraftVerification,
@@ -298,15 +299,6 @@ class Settings(BaseSettings):
         return "anthropic" if name == "anthropic" else "openai"
 
 
-def _format_validation_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        message = item["msg"].removeprefix("Value error, ")
-        location = ".".join(str(part) for part in item["loc"])
-        lines.append(f"{location}: {message}" if location else message)
-    return "; ".join(lines)
-
-
 def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]) -> Settings:
     """The settings with every relative state path (and sqlite URL) taken under `base`."""
 
@@ -326,6 +318,18 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
     })
 
 
+def _read_config(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        column = exc.start - exc.object.rfind(b"\n", 0, exc.start)
+        issue = ConfigIssue(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})", line=line, column=column)
+        raise ConfigFileError([issue], file=str(path)) from exc
+
+
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Settings from a YAML file (or defaults) under CASCADEFLOW_* variables and `overrides`, paths resolved."""
@@ -333,15 +337,14 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     # `environ` (os.environ when None) > the file. Relative state paths: see router.paths.state_base.
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
+    text: str | None = None
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        text = _read_config(path)
         data = parse_yaml(text, env, str(path))
     if not data.get("providers"):
         data["providers"] = interpolate(DEFAULT_PROVIDERS, env, "providers")
-    data = deep_merge(data, env_overrides(env, Settings.model_fields))
+    from_environment = env_overrides(env, Settings.model_fields)
+    data = deep_merge(data, from_environment)
     for section, values in overrides.items():
         data = deep_merge(data, {section: {key: value for key, value in values.items() if value is not None}})
     try:
@@ -349,7 +352,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     except ValidationError as exc:
         named = setting_variables(env, Settings.model_fields)
         note = f" (CASCADEFLOW_* variables set: {', '.join(named)})" if named else ""
-        raise ConfigError(_format_validation_error(exc) + note) from exc
+        error = ConfigFileError(validation_issues(exc, Settings), note=note)
+        elsewhere = leaf_paths(from_environment) + leaf_paths(overrides)  # set by a variable or a flag
+        raise in_file(error, None if path is None else str(path), text, elsewhere) from exc
     return _with_state_paths(settings, state_base(path, settings.data_dir, env), env)
 
 
