@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from router import __version__
 from router.api import llm, meta
 from router.api.errors import install_error_handlers, render_exception
 from router.api.llm import HOT_PATHS
+from router.errors import UpstreamError
+from router.metrics import Metrics
 from router.services import Services
 from router.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from router.embedding.encoder import Encoder
+
+logger = logging.getLogger("router.app")
 
 
 class HotPathApp:
@@ -36,13 +45,67 @@ class HotPathApp:
         if handler is None or scope.get("method") != "POST":
             await self.fastapi(scope, receive, send)
             return
+        started = time.perf_counter()
         scope["app"] = self.fastapi
         request = Request(scope, receive)
+        metrics: Metrics | None = getattr(getattr(self.state, "services", None), "metrics", None)
         try:
             response = await handler(request)
         except Exception as exc:  # mapped to HTTP in one place, as for FastAPI's routes
+            if isinstance(exc, UpstreamError) and metrics is not None:
+                metrics.inc("cascadeflow_upstream_errors_total", kind=exc.kind, status=str(exc.status_code))
             response = await render_exception(request, exc)
+        if isinstance(response, StreamingResponse) and metrics is not None:
+            send = _first_byte_timer(send, metrics, started, _stream_labels(scope["path"], response))
         await response(scope, receive, send)
+
+
+_PATH_LABELS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "/v1/messages": ("messages", "anthropic"), "/v1/messages/count_tokens": ("count_tokens", "anthropic"),
+    "/v1/chat/completions": ("chat", "openai_chat"), "/chat/completions": ("chat", "openai_chat"),
+    "/v1/responses": ("responses", "openai_responses"), "/responses": ("responses", "openai_responses"),
+})
+"""The endpoint and dialect of each hot path, as the pipeline's metrics name them."""
+_ROUTES = frozenset({"draft", "escalated", "strong"})
+
+
+def _stream_labels(path: str, response: StreamingResponse) -> dict[str, str]:
+    """A stream's metric labels; its route from the answer's own headers (a cache hit, a cascade rule's route,
+    else pass-through; a route header relayed from an upstream cannot add label values)."""
+    endpoint, dialect = _PATH_LABELS.get(path, ("other", "other"))
+    route = response.headers.get("x-cascadeflow-route", "")
+    if response.headers.get("x-cascadeflow-cache") == "hit":
+        route = "cache"
+    elif route not in _ROUTES:
+        route = "pass_through"
+    return {"endpoint": endpoint, "dialect": dialect, "route": route}
+
+
+def _first_byte_timer(send: Send, metrics: Metrics, started: float, labels: dict[str, str]) -> Send:
+    """`send`, observing the time to the first byte of the answer's body."""
+    waiting = True
+
+    async def timed(message: Message) -> None:
+        nonlocal waiting
+        if waiting and message["type"] == "http.response.body" and message.get("body"):
+            waiting = False
+            metrics.observe("cascadeflow_stream_first_byte_seconds", time.perf_counter() - started, **labels)
+        await send(message)
+
+    return timed
+
+
+GAUGE_INTERVAL_S = 5.0
+
+
+async def _sample_gauges(services: Services) -> None:
+    """With several workers, each keeps its own state gauges fresh (a scrape reaches only one of them)."""
+    while True:
+        try:
+            meta.sample_gauges(services)
+        except Exception:  # a status that cannot be read must not end the sampling
+            logger.exception("sampling the state gauges failed")
+        await asyncio.sleep(GAUGE_INTERVAL_S)
 
 
 def create_app(settings: Settings, encoder: Encoder | None = None) -> HotPathApp:
@@ -53,10 +116,16 @@ def create_app(settings: Settings, encoder: Encoder | None = None) -> HotPathApp
         services = Services.build(settings, encoder)
         await services.start()
         app.state.services = services
+        sampler = asyncio.create_task(_sample_gauges(services)) if services.metrics.shared else None
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sampler
             await services.stop()
+            services.metrics.close()
 
     app = FastAPI(title="CascadeFlow Router", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)

@@ -1,18 +1,21 @@
-"""Client authentication: pass-through of the client's own key, or proxy keys kept as SHA-256 digests."""
+"""Client authentication: pass-through of the client's own key, proxy keys kept as SHA-256 digests (in the config
+or in the key store), or both (hybrid); and admission of keyed requests against their rate limits."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 
-from router.errors import AuthenticationError
-from router.settings import AuthSettings
-from router.types import AuthMode, Principal
+from router.auth_keys.admission import KeyPrincipal, KeyStoreUnavailableError, admitted
+from router.auth_keys.limits import Limiter, Limits, MemoryLimiter, Scope
+from router.auth_keys.records import StoredKey, hash_key, looks_like_proxy_key
+from router.auth_keys.store import KeyDirectory, KeyStore, open_key_store
+from router.auth_settings import AuthPolicy, AuthSettings
+from router.errors import AuthenticationError, ConfigError
+from router.types import Answer, AuthMode, ClientCall, Principal
 
-
-def hash_key(key: str) -> str:
-    """The SHA-256 hex digest under which a proxy key is stored."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+__all__ = ["Authenticator", "hash_key", "presented_keys"]
+logger = logging.getLogger("router.auth")
 
 
 def presented_keys(headers: Mapping[str, str]) -> list[str]:
@@ -28,30 +31,113 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return keys
 
 
-class Authenticator:
-    """Maps a request's headers to a Principal or raises AuthenticationError."""
+def build_limiter(settings: AuthSettings) -> Limiter:
+    """Counters in Redis when the settings name one (shared by every replica), else in this process."""
+    url = settings.limiter_redis_url
+    if url is None:
+        if settings.limiter == "redis":
+            raise ConfigError("auth.limiter: redis needs auth.redis_url (or a Redis key store)")
+        return MemoryLimiter()
+    from router.auth_keys.redis_limits import RedisLimiter
 
-    def __init__(self, settings: AuthSettings) -> None:
-        self._users_by_digest = {entry.key_sha256: entry.user for entry in settings.keys}
+    return RedisLimiter(url, settings.redis_prefix)
+
+
+class Authenticator:
+    """Maps a request's headers to a Principal (or raises AuthenticationError) and admits keyed requests."""
+
+    def __init__(self, settings: AuthSettings, *, store: KeyStore | None = None,
+                 limiter: Limiter | None = None) -> None:
+        self.settings = settings
+        self._configured = {entry.key_sha256: entry for entry in settings.keys}
+        if store is None and settings.store is not None and settings.mode != "pass_through":
+            store = open_key_store(settings.store, redis_prefix=settings.redis_prefix)
+        self.directory = KeyDirectory(store, settings.refresh_interval_s)
+        self.limiter = limiter if limiter is not None else build_limiter(settings)
+
+    @property
+    def policy(self) -> AuthPolicy:
+        """The auth mode in force: the configured one, else api_key once any proxy key exists."""
+        if self.settings.mode is not None:
+            return self.settings.mode
+        return "api_key" if self._configured or self.directory.view.any else "pass_through"
 
     @property
     def mode(self) -> AuthMode:
-        """pass_through when no proxy keys are configured."""
-        return "proxy_key" if self._users_by_digest else "pass_through"
+        """pass_through when clients' own keys are used, else proxy_key."""
+        return "pass_through" if self.policy == "pass_through" else "proxy_key"
+
+    async def identify(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, against a view of the key store at most `auth.refresh_interval_s` old."""
+        await self.directory.refresh()
+        return self.authenticate(headers)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """Identify the caller; in proxy-key mode an unknown or missing key is refused."""
+        """Identify the caller against the config's keys and the current view of the store."""
         keys = presented_keys(headers)
-        if self.mode == "pass_through":
-            forwarded = tuple(
-                (name, headers[name]) for name in ("x-api-key", "authorization") if headers.get(name)
-            )
-            tenant = "key:" + hash_key(keys[0])[:16] if keys else "anonymous"
-            return Principal(tenant=tenant, mode="pass_through", credential_headers=forwarded)
+        policy = self.policy
+        if policy == "pass_through":
+            return _pass_through(headers, keys)
+        view = self.directory.view
+        for key in keys:
+            digest = hash_key(key)
+            configured = self._configured.get(digest)
+            if configured is not None:
+                return self._principal(configured.key_id, configured.user, configured.tier,
+                                       Limits(configured.rpm, configured.tpm, configured.max_concurrent))
+            stored = view.active.get(digest)
+            if stored is not None:
+                return self._stored_principal(stored)
+            if digest in view.revoked:
+                raise AuthenticationError("API key revoked")
+        if policy == "hybrid" and keys and not any(looks_like_proxy_key(key) for key in keys):
+            return _pass_through(headers, keys)  # a provider's own key, forwarded
         if not keys:
             raise AuthenticationError("missing API key: send it in x-api-key or Authorization: Bearer")
-        for key in keys:
-            user = self._users_by_digest.get(hash_key(key))
-            if user is not None:
-                return Principal(tenant="user:" + user, mode="proxy_key")
+        if not self.directory.loaded:
+            raise KeyStoreUnavailableError("the key store cannot be read; try again shortly")
         raise AuthenticationError("invalid API key")
+
+    def _stored_principal(self, key: StoredKey) -> KeyPrincipal:
+        return self._principal(key.id, key.user, key.tier, Limits(key.rpm, key.tpm, key.max_concurrent))
+
+    def _principal(self, key_id: str, user: str, tier: str | None, own: Limits) -> KeyPrincipal:
+        """A keyed caller and the scopes it is limited in: its key, its user (the tier's limits) and the tier."""
+        scopes = [Scope(f"key:{key_id}", own)] if own.any else []
+        tier = tier or self.settings.default_tier
+        settings = self.settings.tiers.get(tier) if tier is not None else None
+        if settings is not None:
+            per_user = Limits(settings.rpm, settings.tpm, settings.max_concurrent)
+            total = Limits(settings.total.rpm, settings.total.tpm, settings.total.max_concurrent)
+            scopes += [Scope(f"user:{user}", per_user)] if per_user.any else []
+            scopes += [Scope(f"tier:{tier}", total)] if total.any else []
+        return KeyPrincipal(tenant="user:" + user, mode="proxy_key", key_id=key_id, user=user, tier=tier,
+                            scopes=tuple(scopes))
+
+    async def admitted(self, call: ClientCall, handle: Callable[[ClientCall], Awaitable[Answer]]) -> Answer:
+        """The answer to a call, or a 429 in its dialect when one of its key's limits is reached."""
+        return await admitted(self.limiter, call, handle)
+
+    async def start(self) -> None:
+        """Read the key store once (a failure is logged; requests retry it)."""
+        await self.directory.refresh()
+
+    def status(self) -> dict[str, object]:
+        """For readiness: the mode, and the key store's state when there is one."""
+        status: dict[str, object] = {"ok": True, "required": False, "mode": self.policy}
+        if self.directory.store is not None:
+            status.update(self.directory.status())
+        return status
+
+    async def stop(self) -> None:
+        """Close the key store and the limiter's connections."""
+        await self.limiter.close()
+        if self.directory.store is not None:
+            await self.directory.store.close()
+
+
+def _pass_through(headers: Mapping[str, str], keys: list[str]) -> Principal:
+    """A caller whose own key headers are forwarded to providers of its dialect."""
+    forwarded = tuple((name, headers[name]) for name in ("x-api-key", "authorization") if headers.get(name))
+    tenant = "key:" + hash_key(keys[0])[:16] if keys else "anonymous"
+    return Principal(tenant=tenant, mode="pass_through", credential_headers=forwarded)

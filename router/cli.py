@@ -1,4 +1,4 @@
-"""The `cascadeflow` command line: proxy start, config check, keys hash."""
+"""The `cascadeflow` command line: proxy start, config check, keys (create, list, revoke, hash)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from router.auth import hash_key
+from router.auth_keys.cli import add_keys_commands
 from router.config_errors import ConfigFileError
 from router.errors import ConfigError
 from router.local.cli import add_local_models_commands
@@ -90,8 +90,11 @@ def _start(args: argparse.Namespace) -> int:
             os.environ["CASCADEFLOW_CONFIG"] = os.path.abspath(args.config)
         os.environ["CASCADEFLOW_SERVER__HOST"] = server.host
         os.environ["CASCADEFLOW_SERVER__PORT"] = str(port)
-        uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
-                    port=port, workers=server.workers, log_level=server.log_level)
+        from router.metrics import multiprocess_directory
+
+        with multiprocess_directory():  # PROMETHEUS_MULTIPROC_DIR: /metrics sums every worker's values
+            uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
+                        port=port, workers=server.workers, log_level=server.log_level)
         return 0
     print(_banner(settings, port), flush=True)
     from router.app import create_app
@@ -178,15 +181,6 @@ def _check_verifier(settings: Settings) -> int:
     threshold = verifier.accept_threshold if verifier.accept_threshold is not None else metadata.thresholds.get(
         "accept_threshold")
     print(f"verifier: trained, {directory} (version {metadata.version}, accept threshold {threshold})")
-    return 0
-
-
-def _hash(args: argparse.Namespace) -> int:
-    key = args.key if args.key is not None else sys.stdin.readline().strip()
-    if not key:
-        print("cascadeflow: no key given", file=sys.stderr)
-        return 2
-    print(hash_key(key))
     return 0
 
 
@@ -305,10 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "data sets and/or the outcome log "
                         "(`cascadeflow train --help`)", add_help=False)
 
-    keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)
-    hashing = keys.add_parser("hash", help="print the SHA-256 digest to put in auth.keys[].key_sha256")
-    hashing.add_argument("key", nargs="?", help="the key (default: read one line from stdin)")
-    hashing.set_defaults(handler=_hash)
+    add_keys_commands(commands)
 
     add_local_models_commands(commands)
     for each in iter_parsers(parser):

@@ -117,6 +117,7 @@ class LearnedRouter:
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="router")
             return None
         self._metrics.inc("cascadeflow_router_predict_seconds_total", time.perf_counter() - started)
+        self._metrics.observe("cascadeflow_router_predict_duration_seconds", time.perf_counter() - started)
         self._metrics.inc("cascadeflow_router_predictions_total", skip="true" if prediction.skip else "false")
         return prediction
 

@@ -120,6 +120,7 @@ class Services:
     async def start(self) -> None:
         """Open connections, load the encoder (in a thread), start the cache."""
         await self.registry.open()
+        await self.authenticator.start()
         if self.encoder is not None:
             if not self.encoder.loaded:
                 await asyncio.to_thread(self.encoder.load)
@@ -151,6 +152,7 @@ class Services:
             checks["learned_router"] = self.learned.status()
         if self.verifier is not None:
             checks["verifier"] = self.verifier.status()
+        checks["auth"] = self.authenticator.status()
         return checks
 
     async def stop(self) -> None:
@@ -166,4 +168,5 @@ class Services:
             await owned.stop()
         if self.encoder is not None:
             await self.encoder.stop()
+        await self.authenticator.stop()
         await self.registry.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from router.auth_settings import AuthSettings as AuthSettings
+from router.auth_settings import ProxyKey as ProxyKey
+from router.auth_settings import resolve_auth
 from router.config_errors import ConfigFileError, ConfigIssue, leaf_paths, validation_issues
 from router.config_sources import deep_merge, env_overrides, in_file, interpolate, parse_yaml, setting_variables
 from router.errors import ConfigError
@@ -36,7 +38,6 @@ from router.paths import resolve_path, resolve_sqlite_url, state_base
 
 ProviderKind = Literal["anthropic", "openai"]
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 CONFIG_VARIABLE = "CASCADEFLOW_CONFIG"
 
 
@@ -178,27 +179,6 @@ class CacheSettings(_Strict):
     allow_sampled: bool = False
 
 
-class ProxyKey(_Strict):
-    """A client key of the proxy, stored only as its SHA-256 hex digest."""
-
-    key_sha256: str
-    user: str = Field(min_length=1)
-
-    @field_validator("key_sha256")
-    @classmethod
-    def _is_digest(cls, value: str) -> str:
-        value = value.lower()
-        if not _SHA256_HEX.match(value):
-            raise ValueError("must be a 64-character SHA-256 hex digest (see `cascadeflow keys hash`)")
-        return value
-
-
-class AuthSettings(_Strict):
-    """Client authentication: pass-through when no proxy keys are configured."""
-
-    keys: list[ProxyKey] = Field(default_factory=list)
-
-
 DEFAULT_PROVIDERS: dict[str, dict[str, str]] = {
     "anthropic": {"kind": "anthropic", "base_url": "https://api.anthropic.com",
                   "api_key": "${ANTHROPIC_API_KEY:-}"},
@@ -261,10 +241,10 @@ class Settings(BaseSettings):
             if route.provider not in self.providers:
                 raise ValueError(f"models.{index}.provider: unknown provider {route.provider!r}")
         self._check_model_references()
-        if not self.auth.keys and not self.server.open_without_keys and not is_loopback(self.server.host):
+        if not self.auth.requires_keys and not self.server.open_without_keys and not is_loopback(self.server.host):
             raise ValueError(f"server.host: {self.server.host!r} is not loopback and no proxy keys are configured, "
-                             "so anyone who reaches the port would spend the provider keys; add auth.keys, listen "
-                             "on 127.0.0.1, or set server.open_without_keys: true")
+                             "so anyone who reaches the port would spend the provider keys; add auth.keys (or "
+                             "auth.mode: api_key), listen on 127.0.0.1, or set server.open_without_keys: true")
         seen: set[str] = set()
         for index, rule in enumerate(self.cascade_rules):
             for key in (rule.request_model, f"cascade/{rule.name}" if rule.name else None):
@@ -308,6 +288,7 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
     cache, log, learned, verifier = settings.cache, settings.outcome_log, settings.learned_router, settings.verifier
     return settings.model_copy(update={
         "data_dir": str(base),
+        "auth": resolve_auth(settings, base, environ),
         "cache": cache.model_copy(update={"directory": local(cache.directory)}),
         "outcome_log": log.model_copy(update={"url": resolve_sqlite_url(log.url, base, environ),
                                               "spool_path": local(log.spool_path)}),

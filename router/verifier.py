@@ -72,6 +72,7 @@ class Verifier:
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="verifier")
             return None
         self._metrics.inc("cascadeflow_verifier_predict_seconds_total", time.perf_counter() - started)
+        self._metrics.observe("cascadeflow_verifier_predict_duration_seconds", time.perf_counter() - started)
         return p_good, self.threshold_of(artifact), artifact.metadata.version
 
     def status(self) -> dict[str, object]:

@@ -25,7 +25,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
     """The caller, or AuthenticationError (401)."""
     request.state.request_id = new_request_id()
-    return services.authenticator.authenticate(request.headers)
+    return await services.authenticator.identify(request.headers)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -31,7 +31,7 @@ async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint) -> Resp
     except ProxyError:  # refused before it became a call (key, body size, JSON): counted, nothing to record
         services.metrics.inc("cascadeflow_requests_total", endpoint=endpoint.value, route="rejected")
         raise
-    return render(await services.pipeline.handle(call))
+    return render(await services.authenticator.admitted(call, services.pipeline.handle))
 
 
 @router.post("/v1/messages")

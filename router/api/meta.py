@@ -1,4 +1,4 @@
-"""Handlers of the non-LLM endpoints: models, liveness, readiness, root."""
+"""Handlers of the non-LLM endpoints: models, liveness, readiness, metrics, root."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi.responses import Response
 from router.api.deps import PrincipalDep, ServicesDep
 from router.api.errors import request_dialect
 from router.errors import NotFoundError
+from router.metrics import CONTENT_TYPE
+from router.services import Services
 from router.types import client_family
 
 router = APIRouter()
@@ -68,8 +70,19 @@ def _public(check: dict[str, object]) -> dict[str, object]:
 
 @router.get("/metrics")
 async def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics of this process."""
-    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Prometheus metrics: this process's, or every worker's when several run (see router/metrics.py)."""
+    sample_gauges(services)
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def sample_gauges(services: Services) -> None:
+    """Set the state gauges (cache entries, outcome log queue depth) from the dependencies' own status."""
+    checks = services.readiness()
+    for check, field, gauge in (("cache", "entries", "cascadeflow_cache_entries"),
+                                ("outcome_log", "queued", "cascadeflow_outcome_log_queue_depth")):
+        value = checks.get(check, {}).get(field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            services.metrics.gauge(gauge, float(value))
 
 
 @router.api_route("/", methods=["GET", "HEAD"])

@@ -60,7 +60,8 @@ class CacheStep:
         if exact is not None:
             return self._hit(scope.key, key, None, exact)
         try:
-            vector = await self._encoder.embed(embedding_text(hub_request))
+            with self._metrics.timer("cascadeflow_embedding_duration_seconds", step="cache"):
+                vector = await self._encoder.embed(embedding_text(hub_request))
         except Exception:  # an encoder failure degrades to no cache, never a failed request
             logger.exception("embedding failed; serving without the cache")
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="encoder")
@@ -68,7 +69,8 @@ class CacheStep:
         threshold = rule.semantic_threshold if rule is not None else None
         threshold = threshold if threshold is not None else self._settings.similarity_threshold
         try:
-            similar = await self._cache.lookup_similar(scope.key, vector, threshold)
+            with self._metrics.timer("cascadeflow_cache_lookup_duration_seconds"):
+                similar = await self._cache.lookup_similar(scope.key, vector, threshold)
         except Exception:  # a cache failure degrades to a miss, never a failed request
             logger.exception("cache lookup failed; serving without the cache")
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="cache")

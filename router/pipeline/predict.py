@@ -40,7 +40,8 @@ class PredictStep:
             return RequestFeatures(vector)
         if vector is None and self._encoder is not None:
             try:
-                vector = await self._encoder.embed(embedding_text(hub_request))
+                with self._metrics.timer("cascadeflow_embedding_duration_seconds", step="predict"):
+                    vector = await self._encoder.embed(embedding_text(hub_request))
             except Exception:  # an encoder failure degrades to the plain cascade
                 logger.exception("embedding for the learned router failed; drafting first")
                 self._metrics.inc("cascadeflow_dependency_errors_total", dependency="encoder")

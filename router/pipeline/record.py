@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from router.auth_keys.admission import settle_usage
 from router.background import BackgroundTasks
 from router.embedding.text import embedding_text
 from router.learning_settings import OutcomeLogSettings
@@ -106,9 +107,19 @@ class RecordStep:
     def _finish(self, outcome: Outcome, lookup: CacheLookup | None) -> None:
         plan = outcome.plan
         self._metrics.inc("cascadeflow_requests_total", endpoint=outcome.call.endpoint.value, route=plan.route)
+        self._metrics.observe("cascadeflow_request_duration_seconds", outcome.latency_ms / 1000.0, route=plan.route,
+                              endpoint=outcome.call.endpoint.value, dialect=outcome.call.dialect.value,
+                              status=str(outcome.status))
         if plan.draft is not None and plan.draft_status is not None:
             self._metrics.inc("cascadeflow_drafts_total", outcome=plan.draft_status)
+            self._metrics.observe("cascadeflow_draft_duration_seconds", plan.draft.latency_ms / 1000.0,
+                                  model=plan.draft.model, outcome=plan.draft_status)
+        if plan.rule is not None and plan.route in ("escalated", "strong"):  # the strong call: all after the draft
+            strong_ms = outcome.latency_ms - (plan.draft.latency_ms if plan.draft is not None else 0.0)
+            self._metrics.observe("cascadeflow_strong_duration_seconds", strong_ms / 1000.0,
+                                  model=plan.rule.strong_model, route=plan.route)
         self._ledger.post(outcome.ledger)
+        settle_usage(outcome.call.principal, outcome.ledger)  # a keyed request's tokens per minute
         served = outcome.served.message if outcome.served is not None and outcome.served.complete else None
         if lookup is not None and self._cache is not None and served is not None and not outcome.cache_hit:
             self._background.spawn(self._cache.remember(lookup, served, outcome.call.model))

@@ -1,0 +1,229 @@
+"""Rate limits shared by every replica: the GCRA counters and concurrency leases in Redis, each decision one
+atomic Lua script (on Redis's own clock), so N replicas together admit exactly the limit.
+
+Counters are `<prefix>:rl:<scope>:<requests|tokens>` (a TAT in ms, expiring when whole again) and concurrency
+slots `<prefix>:cc:<scope>` (a sorted set of leases, each expiring after LEASE_TTL_MS should its replica die).
+When Redis cannot be reached the replica falls back to its own counters (logged once per outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from router.auth_keys.limits import (
+    LEASE_TTL_MS,
+    MINUTE_MS,
+    Counter,
+    Decision,
+    MemoryLimiter,
+    Metric,
+    Scope,
+    Ticket,
+    Window,
+    counters,
+    denial_reason,
+    tightest,
+    too_large,
+)
+
+logger = logging.getLogger("router.auth_keys")
+TIMEOUT_S = 0.5
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local n_rate, n_conc = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lease, lease_ttl, period = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local eps = 0.000001
+local wait, blocker = 0, 0
+local new_tats = {}
+local result = {1, 0, 0}
+for i = 1, n_rate do
+  local limit, cost = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  local interval = period / limit
+  local base = tonumber(redis.call('GET', KEYS[i]) or 0)
+  if base < now then base = now end
+  local new_tat = base + cost * interval
+  local w = new_tat - now - period
+  local remaining, reset
+  if w > eps then
+    if w > wait then wait, blocker = w, i end
+    remaining, reset = math.floor((period - (base - now)) / interval + eps), base - now
+  else
+    remaining, reset = math.floor((period - (new_tat - now)) / interval + eps), new_tat - now
+  end
+  if remaining < 0 then remaining = 0 end
+  new_tats[i] = new_tat
+  result[#result + 1] = remaining
+  result[#result + 1] = math.ceil(reset)
+end
+if blocker == 0 then
+  for j = 1, n_conc do
+    local key = KEYS[n_rate + j]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    if redis.call('ZCARD', key) >= tonumber(ARGV[5 + 2 * n_rate + j]) then
+      blocker = -j
+      break
+    end
+  end
+end
+if blocker ~= 0 then
+  result[1], result[2], result[3] = 0, math.ceil(wait), blocker
+  return result
+end
+for i = 1, n_rate do
+  redis.call('SET', KEYS[i], string.format('%.3f', new_tats[i]), 'PX', math.ceil(new_tats[i] - now) + 1000)
+end
+for j = 1, n_conc do
+  redis.call('ZADD', KEYS[n_rate + j], now + lease_ttl, lease)
+  redis.call('PEXPIRE', KEYS[n_rate + j], lease_ttl)
+end
+return result
+"""
+
+ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local period = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local interval = period / tonumber(ARGV[2 * i])
+  local delta = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or 0)
+  if delta > 0 and tat < now then tat = now end
+  local moved = tat + delta * interval
+  if moved > now then
+    redis.call('SET', KEYS[i], string.format('%.3f', moved), 'PX', math.ceil(moved - now) + 1000)
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 1
+"""
+
+
+class RedisLimiter:
+    """Counters in Redis, shared by every replica that uses the same URL and prefix."""
+
+    def __init__(self, url: str, prefix: str, *, fallback: MemoryLimiter | None = None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._client: Any = None
+        self._acquire: Any = None
+        self._adjust: Any = None
+        self.fallback = fallback or MemoryLimiter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.healthy = True
+        self.last_error: str | None = None
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            self._client = aioredis.from_url(self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+            self._acquire = self._client.register_script(ACQUIRE)
+            self._adjust = self._client.register_script(ADJUST)
+        return self._client
+
+    def rate_key(self, scope: str, metric: Metric) -> str:
+        """The Redis key of one rate counter."""
+        return f"{self.prefix}:rl:{scope}:{metric}"
+
+    def slots_key(self, scope: str) -> str:
+        """The Redis key of one scope's concurrency leases."""
+        return f"{self.prefix}:cc:{scope}"
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.healthy:
+            logger.warning("Redis unavailable: rate limits are counted per replica until it returns: %s",
+                           self.last_error)
+        self.healthy = False
+
+    async def acquire(self, scopes: Sequence[Scope], tokens: int) -> Decision:
+        """Admit or refuse in one script; this replica's own counters decide while Redis is away."""
+        refused = too_large(scopes, tokens)
+        if refused is not None:
+            return refused
+        rates = counters(scopes, tokens)
+        capped = [scope for scope in scopes if scope.limits.max_concurrent is not None]
+        ticket = Ticket(self, scopes, tokens)
+        keys = [self.rate_key(c.scope, c.metric) for c in rates] + [self.slots_key(s.name) for s in capped]
+        args: list[int | float | str] = [len(rates), len(capped), ticket.lease, LEASE_TTL_MS, MINUTE_MS]
+        for counter in rates:
+            args += [counter.limit, counter.cost]
+        args += [scope.limits.max_concurrent or 0 for scope in capped]
+        try:
+            self._redis()
+            reply = await self._acquire(keys=keys, args=args)
+        except _FAILURES as exc:
+            self._failed(exc)
+            return self.fallback.acquire_now(scopes, tokens)
+        if not self.healthy:
+            logger.info("Redis reachable again: rate limits are shared by every replica")
+        self.healthy = True
+        return _decision(reply, rates, capped, ticket)
+
+    def adjust(self, ticket: Ticket, delta: int) -> None:
+        """Correct the token counters in the background (the record step cannot wait)."""
+        scopes = [scope for scope in ticket.scopes if scope.limits.tpm is not None]
+        keys = [self.rate_key(scope.name, "tokens") for scope in scopes]
+        args: list[int | float] = [MINUTE_MS]
+        for scope in scopes:
+            args += [scope.limits.tpm or 1, delta]
+        self._spawn(self._settle(keys, args))
+
+    def release(self, ticket: Ticket) -> None:
+        """Give the leases back in the background."""
+        keys = [self.slots_key(scope.name) for scope in ticket.scopes if scope.limits.max_concurrent is not None]
+        self._spawn(self._release(keys, ticket.lease))
+
+    async def _settle(self, keys: list[str], args: list[int | float]) -> None:
+        try:
+            self._redis()
+            await self._adjust(keys=keys, args=args)
+        except _FAILURES as exc:
+            self._failed(exc)
+
+    async def _release(self, keys: list[str], lease: str) -> None:
+        try:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, lease)
+                await pipe.execute()
+        except _FAILURES as exc:
+            self._failed(exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for corrections and releases in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Finish background work and close the connection pool."""
+        await self.drain()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _decision(reply: Sequence[Any], rates: list[Counter], capped: list[Scope], ticket: Ticket) -> Decision:
+    """The decision the script returned: {admitted, wait ms, blocker, then remaining and reset ms per counter}."""
+    allowed, wait_ms, blocker = int(reply[0]), int(reply[1]), int(reply[2])
+    windows = [(counter.metric, Window(counter.limit, int(reply[3 + 2 * index]), int(reply[4 + 2 * index]) / 1000.0))
+               for index, counter in enumerate(rates)]
+    requests, tokens = tightest(windows, "requests"), tightest(windows, "tokens")
+    if allowed:
+        return Decision(True, requests, tokens, ticket=ticket)
+    if blocker > 0:
+        return Decision(False, requests, tokens, wait_ms / 1000.0, denial_reason(rates[blocker - 1]))
+    return Decision(False, requests, tokens, 1.0, denial_reason(None, capped[-blocker - 1].name))
