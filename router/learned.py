@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,9 @@ class LearnedRouter:
     """The router artifact in service (see router/artifacts.py) and its predictions, on one worker thread."""
 
     def __init__(self, settings: LearnedRouterSettings, metrics: Metrics, *, dimension: int,
-                 embedding_model: str) -> None:
+                 embedding_model: str, paired_skip: Callable[[str, str | None], float | None] | None = None) -> None:
         self._settings = settings
+        self._paired_skip = paired_skip
         self._metrics = metrics
         spec = router_spec(embedding_model, dimension)
         self._watcher = ArtifactWatcher(spec, ArtifactSource.of(settings), metrics,
@@ -89,29 +91,33 @@ class LearnedRouter:
         await self._watcher.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def skip_threshold_of(self, artifact: RouterArtifact) -> float | None:
-        """The configured skip threshold, else the artifact's own."""
+    def skip_threshold_of(self, artifact: RouterArtifact, profile: str | None = None) -> float | None:
+        """The configured skip threshold, else the one the verifier's training chose together with its accept
+        threshold for this router artifact (and the rule's profile), else the artifact's own."""
         if self._settings.skip_threshold is not None:
             return self._settings.skip_threshold
-        return artifact.skip_threshold
+        paired = self._paired_skip(artifact.metadata.version, profile) if self._paired_skip is not None else None
+        return paired if paired is not None else artifact.skip_threshold
 
     def _predict_now(self, artifact: RouterArtifact, vector: NDArray[np.float32],
-                     hub_request: JSONObject) -> Prediction:
+                     hub_request: JSONObject, profile: str | None) -> Prediction:
         structural = structural_vector(hub_request)
         row = np.concatenate([np.asarray(vector, dtype=np.float32).ravel(), structural])[None, :]
         p_good = float(artifact.predict(row)[0])
-        return Prediction(p_good, self.skip_threshold_of(artifact), artifact.metadata.version,
+        return Prediction(p_good, self.skip_threshold_of(artifact, profile), artifact.metadata.version,
                           tuple(float(v) for v in structural))
 
-    async def predict(self, vector: NDArray[np.float32], hub_request: JSONObject) -> Prediction | None:
-        """P(draft good enough) for a request (in a thread); None without an artifact or on failure."""
+    async def predict(self, vector: NDArray[np.float32], hub_request: JSONObject,
+                      profile: str | None = None) -> Prediction | None:
+        """P(draft good enough) for a request (in a thread), with the skip threshold of the rule's verifier
+        profile; None without an artifact or on failure."""
         artifact = self._watcher.artifact
         if artifact is None:
             return None
         started = time.perf_counter()
         try:
             prediction = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._predict_now, artifact, vector, hub_request)
+                self._executor, self._predict_now, artifact, vector, hub_request, profile)
         except Exception:  # a broken prediction degrades to the plain cascade
             logger.exception("router prediction failed; drafting first")
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="router")

@@ -79,9 +79,10 @@ class VerifierSettings(_Strict):
 
     The newest valid `verifier-<version>` artifact under `models_dir` (None: the proxy's shipped `models/`) is
     loaded at start-up and hot-reloaded like the router's. A draft is served when the verifier's probability
-    reaches `accept_threshold` (None: the artifact's own, chosen in training for a share of right answers
-    among served drafts). Without an artifact (or with `enabled: false`) drafts are judged by the
-    hand-weighted score against each rule's `quality_threshold`.
+    reaches `accept_threshold` (None: the artifact's own, chosen in training together with the router's skip
+    threshold for a quality target; a rule's `verify.profile` picks the pair chosen for its kind of model
+    pair). Without an artifact (or with `enabled: false`) drafts are judged by the hand-weighted score against
+    each rule's `quality_threshold`.
     """
 
     enabled: bool = True
@@ -100,3 +101,7 @@ class DraftVerification(_Strict):
 
     samples: int = Field(1, ge=1, le=8)
     temperature: float = Field(0.8, gt=0.0, le=2.0)
+    profile: str | None = None
+    """The verifier artifact's policy profile this rule uses: the router skip threshold and the accept threshold
+    training chose together for one kind of model pair (e.g. `local` for small local models with log-probs).
+    None (or a profile the artifact lacks): the artifact's default pair."""

@@ -64,18 +64,19 @@ class Services:
             encoder = Encoder(max_batch=embedding.max_batch, window_ms=embedding.window_ms,
                               max_chars=embedding.max_chars, threads=embedding.threads)
         cache, semantic = cls._cache(settings, encoder, metrics)
+        verifier = None
+        if settings.verifier.enabled and settings.cascade_rules:
+            from router.verifier import Verifier
+
+            verifier = Verifier(settings.verifier, metrics)
         learned = None
         if settings.learned_router.enabled and settings.cascade_rules and encoder is not None:
             from router.embedding.encoder import MODEL_NAME
             from router.learned import LearnedRouter
 
             learned = LearnedRouter(settings.learned_router, metrics, dimension=encoder.dimension,
-                                    embedding_model=MODEL_NAME)
-        verifier = None
-        if settings.verifier.enabled and settings.cascade_rules:
-            from router.verifier import Verifier
-
-            verifier = Verifier(settings.verifier, metrics)
+                                    embedding_model=MODEL_NAME,
+                                    paired_skip=verifier.paired_skip_threshold if verifier is not None else None)
         recorder = cls._recorder(settings, registry, upstream, metrics, ledger, encoder)
         record = RecordStep(ledger, metrics, recorder, cache)
         steps = Steps(cache=cache,

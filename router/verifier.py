@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,12 +43,31 @@ class Verifier:
         """The artifact in use, if any."""
         return self._watcher.artifact
 
-    def threshold_of(self, artifact: RouterArtifact) -> float:
-        """The configured accept threshold, else the artifact's own (chosen in training for a precision)."""
+    def _pair(self, artifact: RouterArtifact, profile: str | None) -> Mapping[str, object]:
+        """The thresholds training chose for `profile` (the artifact's default pair when it has no such profile)."""
+        thresholds = artifact.metadata.thresholds
+        profiles = thresholds.get("profiles")
+        chosen = profiles.get(profile) if isinstance(profiles, dict) and profile is not None else None
+        return chosen if isinstance(chosen, dict) else thresholds
+
+    def threshold_of(self, artifact: RouterArtifact, profile: str | None = None) -> float:
+        """The configured accept threshold, else the artifact's own for the profile (chosen in training)."""
         if self._settings.accept_threshold is not None:
             return self._settings.accept_threshold
-        value = artifact.metadata.thresholds.get("accept_threshold")
+        value = self._pair(artifact, profile).get("accept_threshold")
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.5
+
+    def paired_skip_threshold(self, router_version: str, profile: str | None = None) -> float | None:
+        """The router skip threshold chosen in training together with the accept threshold (for the profile),
+        when the verifier in use was trained against this router artifact and no accept threshold is configured
+        over it."""
+        artifact = self._watcher.artifact
+        if artifact is None or self._settings.accept_threshold is not None:
+            return None
+        if artifact.metadata.thresholds.get("router_version") != router_version:
+            return None
+        value = self._pair(artifact, profile).get("skip_threshold")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     async def start(self) -> None:
         """Load the artifact and watch for newer ones."""
@@ -58,7 +78,7 @@ class Verifier:
         await self._watcher.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def judge(self, evidence: DraftEvidence) -> tuple[float, float, str] | None:
+    async def judge(self, evidence: DraftEvidence, profile: str | None = None) -> tuple[float, float, str] | None:
         """(P(draft good enough), the accept threshold, the artifact version); None without an artifact or on
         failure (the caller falls back to the hand-weighted score)."""
         artifact = self._watcher.artifact
@@ -73,7 +93,7 @@ class Verifier:
             return None
         self._metrics.inc("cascadeflow_verifier_predict_seconds_total", time.perf_counter() - started)
         self._metrics.observe("cascadeflow_verifier_predict_duration_seconds", time.perf_counter() - started)
-        return p_good, self.threshold_of(artifact), artifact.metadata.version
+        return p_good, self.threshold_of(artifact, profile), artifact.metadata.version
 
     def status(self) -> dict[str, object]:
         """For /ready: the artifact in use (or the fallback) and any refusal."""

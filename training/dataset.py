@@ -101,9 +101,14 @@ class Labelled:
         return np.array([split_of(i) for i in self.ids])
 
 
+def group_of(example_id: str) -> str:
+    """The prompt group an id belongs to: the turns of one conversation are one group."""
+    return _TURN.sub("", example_id)
+
+
 def split_of(example_id: str) -> Split:
     """The split a prompt id belongs to (see the module docstring)."""
-    bucket = int(hashlib.sha256(_TURN.sub("", example_id).encode()).hexdigest(), 16) % 10
+    bucket = int(hashlib.sha256(group_of(example_id).encode()).hexdigest(), 16) % 10
     return "test" if bucket in TEST_BUCKETS else "validation" if bucket in VALIDATION_BUCKETS else "train"
 
 

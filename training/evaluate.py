@@ -94,29 +94,35 @@ class Policy:
     strong: NDArray[np.bool_]
     skip_threshold: float | None
     quality_threshold: float | None
+    judge: str = "hand score"
 
     def subset(self, mask: NDArray[np.bool_]) -> Policy:
         """The requests where `mask` is true."""
-        return Policy(self.drafted[mask], self.strong[mask], self.skip_threshold, self.quality_threshold)
+        return Policy(self.drafted[mask], self.strong[mask], self.skip_threshold, self.quality_threshold, self.judge)
 
     def describe(self) -> str:
         """The thresholds, for the report."""
         skip = "none" if self.skip_threshold is None else f"{self.skip_threshold:.4f}"
-        quality = "none" if self.quality_threshold is None else f"{self.quality_threshold:.2f}"
-        return f"skip below P(good) {skip}, then post-hoc confidence threshold {quality}"
+        quality = "none" if self.quality_threshold is None else f"{self.quality_threshold:.3f}"
+        return f"skip below router P(good) {skip}, then serve the draft from {self.judge} {quality}"
 
 
 def replay_policy(p_good: Floats, data: Labelled, *, skip_threshold: float | None,
-                  quality_threshold: float | None) -> Policy:
-    """Replay the serving policy: skip the draft below the threshold, else score the draft's answer (with the
-    prediction as a component) and escalate below the quality threshold. Rows without draft text (MMLU) are
-    judged by the skip step alone."""
+                  quality_threshold: float | None, p_verify: Floats | None = None,
+                  accept_threshold: float | None = None) -> Policy:
+    """Replay the serving policy: skip the draft below the threshold, else judge the draft's answer and escalate
+    it: by the trained verifier's P(good) against its accept threshold when given, else by the hand-weighted
+    score (with the prediction as a component) against the quality threshold. Rows without draft text (MMLU)
+    are judged by the skip step alone."""
     from router.scoring import ConfidenceScorer, DraftEvidence
 
     scorer = ConfidenceScorer()
     skip = p_good < skip_threshold if skip_threshold is not None else np.zeros(len(p_good), dtype=bool)
     escalate = np.zeros(len(p_good), dtype=bool)
-    if quality_threshold is not None:
+    if p_verify is not None and accept_threshold is not None:
+        escalate = ~skip & ~np.isnan(p_verify) & (np.nan_to_num(p_verify, nan=1.0) < accept_threshold)
+        quality_threshold = accept_threshold
+    elif quality_threshold is not None:
         for i in np.flatnonzero(~skip):
             text = data.draft_texts[int(i)] if data.draft_texts else None
             if not text:
@@ -125,7 +131,7 @@ def replay_policy(p_good: Floats, data: Labelled, *, skip_threshold: float | Non
             score = scorer.score(DraftEvidence(data.requests[int(i)], answer, predicted_good=float(p_good[i])))
             escalate[i] = score.hard_fail is not None or score.value < quality_threshold
     return Policy(drafted=~skip, strong=skip | escalate, skip_threshold=skip_threshold,
-                  quality_threshold=quality_threshold)
+                  quality_threshold=quality_threshold, judge="verifier" if p_verify is not None else "hand score")
 
 
 def _user_chars(request: JSONObject) -> int:
@@ -345,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--split", choices=["test", "validation", "train", "all"], default="test")
     parser.add_argument("--quality-target", type=float, default=0.95)
-    parser.add_argument("--threshold", type=float, help="skip threshold (default: the config's, else the artifact's)")
+    parser.add_argument("--threshold", type=float, help="skip threshold (default: the config's, else the verifier's "
+                        "paired one, else the artifact's)")
+    parser.add_argument("--verifier", type=Path, help="verifier artifact (default: the newest under --models)")
+    parser.add_argument("--no-verifier", action="store_true", help="judge drafts by the hand-weighted score")
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/training"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -363,11 +372,23 @@ def main(argv: Sequence[str] | None = None) -> str:
     embeddings = embed_requests(data, Encoder, model_name=MODEL_NAME, cache_dir=args.cache_dir,
                                 progress=not args.no_progress)
     p_good = artifact.predict(data.features(embeddings))
-    skip, quality = policy_thresholds(args.config, args.rule, artifact.skip_threshold)
+    verifier_dir = None if args.no_verifier else args.verifier or latest_artifact_dir(args.models, "verifier-")
+    p_verify, paired = None, dict[str, float | str]()
+    if verifier_dir is not None:
+        from training.policy_data import verifier_predictions
+
+        p_verify, paired = verifier_predictions(data.requests, data.draft_texts or [None] * len(data), p_good,
+                                                verifier_dir)
+    paired_skip = paired.get("skip_threshold") if paired.get("router_version") == artifact.metadata.version else None
+    accept = paired.get("accept_threshold")
+    skip, quality = policy_thresholds(args.config, args.rule, float(paired_skip) if paired_skip is not None
+                                      else artifact.skip_threshold)
     if args.threshold is not None:
         skip = args.threshold
-    policy = replay_policy(p_good, data, skip_threshold=skip, quality_threshold=quality)
-    text = (f"## Router {directory} on the {args.split} split ({len(data)} requests)\n\n"
+    policy = replay_policy(p_good, data, skip_threshold=skip, quality_threshold=quality, p_verify=p_verify,
+                           accept_threshold=float(accept) if accept is not None else None)
+    judge = f"verifier {verifier_dir}" if verifier_dir is not None else "the hand-weighted score"
+    text = (f"## Router {directory} and {judge} on the {args.split} split ({len(data)} requests)\n\n"
             + report_tables(p_good, data, target=args.quality_target, policy=policy))
     print(text)
     return text

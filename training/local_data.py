@@ -5,8 +5,8 @@ questions in `data/local/short_questions.jsonl` and GSM8K problems from `data/gs
 greedily with token log-probs, then `--samples - 1` more times at `--temperature` (agreement evidence), the
 strong model greedily. Each answer is labelled by the gold answer (the final number, or an accepted answer),
 and one JSON line per question is appended in the verifier's training format (`draft_response`,
-`draft_logprobs`, `draft_agreement`, `draft_good_enough`: the draft is right, or the strong model is wrong
-too). A question already in the output is skipped, so an interrupted run resumes.
+`draft_logprobs`, `draft_agreement`, `draft_good_enough`: the draft gives the gold answer; whether the strong
+model is right too is `strong_score`). A question already in the output is skipped, so an interrupted run resumes.
 
     python -m training.local_data --draft-url http://127.0.0.1:8601/v1 --draft-model qwen2.5-coder-0.5b \\
         --strong-url http://127.0.0.1:8602/v1 --strong-model qwen2.5-coder-1.5b --gsm8k 200 --out local.jsonl
@@ -116,7 +116,7 @@ def label(args: argparse.Namespace, client: httpx.Client, question: Question) ->
             "draft_logprobs": draft.logprobs, "draft_samples": [sample.text for sample in samples],
             "draft_agreement": agreement, "label_kind": "correct_0_1",
             "draft_score": int(draft_right), "strong_score": int(strong_right),
-            "draft_good_enough": int(draft_right or not strong_right)}
+            "draft_good_enough": int(draft_right)}
 
 
 def run(args: argparse.Namespace) -> int:

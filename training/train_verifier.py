@@ -1,14 +1,18 @@
-"""Train the post-hoc verifier: P(draft good enough | request, draft answer), calibrated, as an artifact.
+"""Train the post-hoc verifier: P(draft good enough | request, draft answer), calibrated, as an artifact, and
+choose the serving policy's two thresholds together.
 
 Reads labelled data sets whose rows carry the draft's answer (`draft_response`; RouteLLM's GSM8K and MT-bench
-rows, or a local-model data set that adds `draft_logprobs` and `draft_agreement`), turns each into the
-verifier's feature row (router/scoring/evidence.py, the same code the server runs), splits by hash of the
-prompt id as the router does (so neither ever trained on the other's held-out prompts), fits calibrated
-candidates, keeps the best by validation AUC, picks the accept threshold that keeps served drafts right at
-the stated precision, and writes `models/verifier-<version>/` with its report: held-out ROC AUC next to the
-hand-weighted score's, per source.
+rows, or a local-model data set that adds `draft_logprobs` and `draft_samples`), turns each into the
+verifier's feature row (router/scoring/evidence.py, the same code the server runs) and splits by hash of the
+prompt id as the router does (the test split is never trained or chosen on). Every data source counts the same
+in total, and rows with agreement evidence are also trained without it, so one artifact serves rules with and
+without samples. The candidates are compared by out-of-fold ROC AUC; with those out-of-fold predictions and
+the router's, training/policy.py chooses the router's skip threshold and the accept threshold together: the
+cheapest pair that keeps `--quality-target` of the strong model's quality in every source. Writes
+`models/verifier-<version>/` with its report: held-out AUC next to the hand-weighted score's per source, the
+policy on the held-out split, and the quality/cost curve.
 
-    cascadeflow train --verifier --data data/routellm/dev.jsonl [--precision 0.9]
+    cascadeflow train --verifier --data data/routellm/dev.jsonl --data data/local/qwen-0.5b-1.5b.jsonl
 """
 
 from __future__ import annotations
@@ -28,15 +32,36 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from router.policy.classifier import ArtifactMetadata, RouterArtifact, save_artifact
+from router.policy.classifier import ArtifactMetadata, RouterArtifact, file_sha256, save_artifact
 from router.scoring import ConfidenceScorer
 from router.scoring.agreement import sample_agreement
 from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
 from router.scoring.types import DraftEvidence
-from training.dataset import split_of
+from training.dataset import group_of, split_of
+from training.policy import curve_table
+from training.policy_data import router_predictions
+from training.verifier_policy import (
+    DATA_SHA256,
+    Judged,
+    ProfileChoice,
+    choose_profiles,
+    load_undrafted,
+    router_in_sample,
+)
+
+TARGETS = (0.90, 0.95, 0.98, 0.99)
+
+
+def shipped_router() -> Path | None:
+    """The newest router artifact shipped with the proxy, if any."""
+    from router.assets import shipped_models_dir
+    from router.policy.classifier import latest_artifact_dir
+
+    return latest_artifact_dir(shipped_models_dir())
 
 Floats = NDArray[np.float64]
 
@@ -55,8 +80,8 @@ def draft_answer(row: dict[str, Any]) -> dict[str, Any]:
             "stop_reason": str(row.get("draft_stop_reason") or "end_turn")}
 
 
-def evidence_of(row: dict[str, Any]) -> DraftEvidence:
-    """Everything the server would know about this draft."""
+def evidence_of(row: dict[str, Any], predicted_good: float | None = None) -> DraftEvidence:
+    """Everything the server would know about this draft (and the router's prediction, when given)."""
     logprobs = row.get("draft_logprobs")
     agreement = row.get("draft_agreement")
     samples = row.get("draft_samples")
@@ -66,18 +91,20 @@ def evidence_of(row: dict[str, Any]) -> DraftEvidence:
     return DraftEvidence(request=hub_request(row), answer=draft_answer(row),
                          logprobs=tuple(float(v) for v in logprobs) if isinstance(logprobs, list) and logprobs
                          else None,
-                         agreement=float(agreement) if isinstance(agreement, int | float) else None)
+                         agreement=float(agreement) if isinstance(agreement, int | float) else None,
+                         predicted_good=predicted_good)
 
 
 def load_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Labelled rows that carry a draft answer."""
+    """Labelled rows that carry a draft answer (each tagged with its file's sha256)."""
     rows = []
     for path in paths:
+        digest = file_sha256(path)
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
                 if row.get("draft_response") and row.get("draft_good_enough") in (0, 1, True, False):
-                    rows.append(row)
+                    rows.append(row | {DATA_SHA256: digest})
     if not rows:
         raise SystemExit("no labelled rows with a draft answer in the data given")
     return rows
@@ -98,16 +125,117 @@ def auc(labels: NDArray[np.int64], scores: Floats) -> float:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else math.nan
 
 
-def accept_threshold(labels: NDArray[np.int64], p_good: Floats, precision: float) -> float:
-    """The lowest threshold at which the drafts served (P >= threshold) are right at `precision` or better,
-    at this threshold and every higher one; 1.0 (serve none) when none is."""
-    chosen = 1.0
-    for threshold in sorted(set(p_good.tolist()), reverse=True):
-        served = p_good >= threshold
-        if labels[served].mean() < precision:
-            break
-        chosen = float(threshold)
-    return chosen
+def source_weights(sources: NDArray[np.str_]) -> Floats:
+    """Per-row weights under which every data source counts the same in total (small local sets are not
+    drowned by the large RouteLLM one)."""
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    return (len(sources) / (len(names) * counts[inverse])).astype(np.float64)
+
+
+def fit(model: Any, x: NDArray[np.float32], y: NDArray[np.int64], weights: Floats) -> Any:
+    """Fit with sample weights where the estimator takes them."""
+    try:
+        return model.fit(x, y, sample_weight=weights)
+    except TypeError:
+        return model.fit(x, y)
+
+
+def with_partial_evidence(x: NDArray[np.float32], y: NDArray[np.int64], weights: Floats,
+                          ) -> tuple[NDArray[np.float32], NDArray[np.int64], Floats]:
+    """Training rows plus the same rows without their agreement evidence and without the router's prediction
+    (each, and both): one model then serves rules that sample and rules that do not, with or without a router."""
+    parts, labels, weight_parts = [x], [y], [weights]
+    for names in (("has_agreement", "agreement"), ("has_prediction", "predicted_good")):
+        columns = [VERIFIER_FEATURE_NAMES.index(name) for name in names]
+        stacked = np.vstack(parts)
+        rows = stacked[:, columns[0]] > 0
+        stripped = stacked[rows].copy()
+        stripped[:, columns] = 0.0
+        parts.append(stripped)
+        labels.append(np.concatenate(labels)[rows])
+        weight_parts.append(np.concatenate(weight_parts)[rows])
+    return np.vstack(parts), np.concatenate(labels), np.concatenate(weight_parts)
+
+
+def out_of_fold(name: str, x: NDArray[np.float32], y: NDArray[np.int64], weights: Floats, groups: list[str],
+                seed: int) -> Floats:
+    """Each row's prediction from a model trained on the other folds (folds by prompt group)."""
+    p = np.zeros(len(y), dtype=np.float64)
+    for train_index, test_index in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, groups):
+        model = fit(candidates(seed)[name], *with_partial_evidence(
+            x[train_index], y[train_index], weights[train_index]))
+        p[test_index] = model.predict_proba(x[test_index])[:, 1]
+    return p
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Fit, compare, calibrate, choose the policy's thresholds, write the artifact and its report."""
+    rows = load_rows(args.data)
+    p_router, router_version = (None, None) if args.router is None else router_predictions(
+        rows, args.router, cache_dir=args.cache_dir, progress=not args.no_progress)
+    evidence = [evidence_of(row, float(p_router[i]) if p_router is not None else None) for i, row in enumerate(rows)]
+    x = np.array([verifier_features(e) for e in evidence], dtype=np.float32)
+    hand_scorer = ConfidenceScorer()
+    hand = np.array([hand_scorer.score(e).value for e in evidence], dtype=np.float64)
+    y = np.array([int(row["draft_good_enough"]) for row in rows], dtype=np.int64)
+    ids = [str(row.get("id") or i) for i, row in enumerate(rows)]
+    groups = [group_of(i) for i in ids]
+    test = np.array([split_of(i) == "test" for i in ids])
+    sources = np.array([str(row.get("source") or "data") for row in rows])
+    weights = source_weights(sources)
+    fitting = ~test
+    fit_groups = [g for g, t in zip(groups, test, strict=True) if not t]
+    compared: dict[str, dict[str, float]] = {}
+    oof: dict[str, Floats] = {}
+    for name in candidates(args.seed):
+        oof[name] = out_of_fold(name, x[fitting], y[fitting], weights[fitting], fit_groups, args.seed)
+        compared[name] = {"out_of_fold_auc": auc(y[fitting], oof[name])}
+    chosen = max(compared, key=lambda n: compared[n]["out_of_fold_auc"])
+    model = fit(candidates(args.seed)[chosen], *with_partial_evidence(x[fitting], y[fitting], weights[fitting]))
+    p_test = model.predict_proba(x[test])[:, 1].astype(np.float64)
+    scores = scores_by_source(y[test], p_test, hand[test], list(sources[test]))
+    undrafted = load_undrafted(args.data)
+    p_undrafted = None if args.router is None or not undrafted else router_predictions(
+        undrafted, args.router, cache_dir=args.cache_dir, progress=not args.no_progress)[0]
+    undrafted_test = np.array([split_of(str(row.get("id"))) == "test" for row in undrafted], dtype=bool)
+
+    def judged(keep: NDArray[np.bool_], p_verify: Floats, extra: NDArray[np.bool_]) -> Judged:
+        drafted = Judged([row for row, k in zip(rows, keep, strict=True) if k],
+                         p_router[keep] if p_router is not None else None, p_verify)
+        return drafted.plus(Judged([row for row, k in zip(undrafted, extra, strict=True) if k],
+                                   p_undrafted[extra] if p_undrafted is not None else None
+                                   if p_router is None else np.full(int(extra.sum()), np.nan),
+                                   np.full(int(extra.sum()), np.nan)))
+
+    clean = ~router_in_sample(rows, args.router)
+    clean_undrafted = ~router_in_sample(undrafted, args.router)
+    profiles = choose_profiles(judged(fitting & clean, oof[chosen][clean[fitting]], ~undrafted_test & clean_undrafted),
+                               judged(test, p_test, undrafted_test),
+                               target=args.quality_target, margin_z=args.margin_z, targets=TARGETS)
+    created = dt.datetime.now(dt.UTC)
+    version = args.version or created.strftime("%Y%m%d-%H%M%S")
+    with_router = router_version is not None
+    thresholds: dict[str, Any] = profiles[0].thresholds(with_router) | {
+        "quality_target": args.quality_target, "default_profile": profiles[0].name,
+        "profiles": {choice.name: choice.thresholds(with_router) for choice in profiles}}
+    if with_router:
+        thresholds["router_version"] = router_version
+    metadata = ArtifactMetadata(
+        version=version, created_at=created.isoformat(timespec="seconds"), sklearn_version=sklearn.__version__,
+        features_version=VERIFIER_FEATURES_VERSION, feature_names=VERIFIER_FEATURE_NAMES, embedding_model="none",
+        embedding_dimension=0, model={"name": chosen, "seed": args.seed, "compared": compared,
+                                      "weights": "each data source counts equally"},
+        training_data=tuple({"path": str(p)} for p in args.data),
+        split={"how": "hash", "rows": {"fit": int(fitting.sum()), "test": int(test.sum())}},
+        scores={"test": scores}, thresholds=thresholds,
+    )
+    directory = save_artifact(RouterArtifact(model=model, metadata=metadata), args.out / f"verifier-{version}")
+    text = report(version, chosen, metadata, scores, profiles)
+    (directory / "report.md").write_text(text, encoding="utf-8")
+    if not args.no_progress:
+        print(text)
+        print(f"wrote {directory}")
+    return directory
 
 
 def scores_by_source(labels: NDArray[np.int64], p_good: Floats, hand: Floats, sources: list[str]) -> dict[str, Any]:
@@ -117,63 +245,30 @@ def scores_by_source(labels: NDArray[np.int64], p_good: Floats, hand: Floats, so
                    "hand_auc": auc(labels[mask], hand[mask])} for name, mask in groups.items()}
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Fit, compare, calibrate, choose the accept threshold, write the artifact and its report."""
-    rows = load_rows(args.data)
-    x = np.array([verifier_features(evidence_of(row)) for row in rows], dtype=np.float32)
-    hand_scorer = ConfidenceScorer()
-    hand = np.array([hand_scorer.score(evidence_of(row)).value for row in rows], dtype=np.float64)
-    y = np.array([int(row["draft_good_enough"]) for row in rows], dtype=np.int64)
-    splits = np.array([split_of(str(row.get("id") or i)) for i, row in enumerate(rows)])
-    sources = [str(row.get("source") or "data") for row in rows]
-    train_rows, validation, test = splits == "train", splits == "validation", splits == "test"
-    compared, best = {}, None
-    for name, model in candidates(args.seed).items():
-        model.fit(x[train_rows], y[train_rows])
-        score = auc(y[validation], model.predict_proba(x[validation])[:, 1])
-        compared[name] = {"validation_auc": score}
-        if best is None or score > best[0]:
-            best = (score, name, model)
-    assert best is not None
-    _, chosen, model = best
-    p_validation = model.predict_proba(x[validation])[:, 1].astype(np.float64)
-    p_test = model.predict_proba(x[test])[:, 1].astype(np.float64)
-    threshold = accept_threshold(y[validation], p_validation, args.precision)
-    held_out = [s for s, t in zip(sources, test, strict=True) if t]
-    scores = scores_by_source(y[test], p_test, hand[test], held_out)
-    served = p_test >= threshold
-    created = dt.datetime.now(dt.UTC)
-    version = args.version or created.strftime("%Y%m%d-%H%M%S")
-    metadata = ArtifactMetadata(
-        version=version, created_at=created.isoformat(timespec="seconds"), sklearn_version=sklearn.__version__,
-        features_version=VERIFIER_FEATURES_VERSION, feature_names=VERIFIER_FEATURE_NAMES, embedding_model="none",
-        embedding_dimension=0, model={"name": chosen, "seed": args.seed, "compared": compared},
-        training_data=tuple({"path": str(p)} for p in args.data),
-        split={"how": "hash", "rows": {n: int((splits == n).sum()) for n in ("train", "validation", "test")}},
-        scores={"test": scores},
-        thresholds={"accept_threshold": threshold, "precision_target": args.precision,
-                    "test_served_share": float(served.mean()),
-                    "test_served_precision": float(y[test][served].mean()) if served.any() else math.nan},
-    )
-    directory = save_artifact(RouterArtifact(model=model, metadata=metadata), args.out / f"verifier-{version}")
-    (directory / "report.md").write_text(report(version, chosen, metadata, scores), encoding="utf-8")
-    if not args.no_progress:
-        print((directory / "report.md").read_text(encoding="utf-8"))
-        print(f"wrote {directory}")
-    return directory
-
-
-def report(version: str, chosen: str, metadata: ArtifactMetadata, scores: dict[str, Any]) -> str:
-    """The artifact's report: held-out AUC against the hand-weighted score, and the accept threshold."""
-    thresholds = metadata.thresholds
-    lines = [f"# Verifier {version}", "", f"Model: {chosen} (calibrated). Accept threshold "
-             f"{thresholds['accept_threshold']:.4f} for {100 * thresholds['precision_target']:.0f}% right among "
-             f"served drafts on validation; on the test split it serves {100 * thresholds['test_served_share']:.1f}%"
-             f" of drafts, {100 * thresholds['test_served_precision']:.1f}% of them right.", "",
-             "## Held-out test split: ROC AUC for 'draft good enough'", "",
-             "| source | rows | verifier | hand-weighted score |", "| --- | ---: | ---: | ---: |"]
+def report(version: str, chosen: str, metadata: ArtifactMetadata, scores: dict[str, Any],
+           profiles: list[ProfileChoice]) -> str:
+    """The artifact's report: held-out AUC against the hand-weighted score, each profile's pair and its curve."""
+    target = metadata.thresholds["quality_target"]
+    lines = [f"# Verifier {version}", "", f"Model: {chosen} (calibrated). The policy for {100 * target:.0f}% of "
+             "the strong model's quality in every source, per profile (the first is the default; a rule picks "
+             "another with `verify: {profile: <name>}`):", ""]
+    for choice in profiles:
+        on, test = choice.chosen, choice.test
+        skip = f"skip the draft below router P(good) {on.skip_threshold:.3f}, " if "router_version" in \
+            metadata.thresholds else ""
+        lines += [f"- **{choice.name}** ({choice.rows} rows): {skip}serve a draft from verifier P(good) "
+                  f"{min(on.accept_threshold, 1.0):.3f}. Out of fold: {100 * on.quality_ratio:.1f}% of strong quality, "
+                  f"{100 * on.cost_saved:.1f}% saved. Held-out test split: {100 * test.quality_ratio:.1f}% of strong "
+                  f"quality (worst source {100 * test.worst_group_ratio:.1f}%), {100 * test.cost_saved:.1f}% saved, "
+                  f"{100 * test.served_by_draft:.1f}% served by the draft, {100 * test.served_wrong:.1f}% of those "
+                  "worse than the strong answer."]
+    lines += ["", "## Held-out test split: ROC AUC for 'draft good enough'", "",
+              "| source | rows | verifier | hand-weighted score |", "| --- | ---: | ---: | ---: |"]
     for name, row in scores.items():
         lines.append(f"| {name} | {row['rows']} | {row['verifier_auc']:.3f} | {row['hand_auc']:.3f} |")
+    for choice in profiles:
+        lines += ["", f"## The curve of profile {choice.name} (out of fold, the rows the pair was chosen on)", "",
+                  *curve_table(choice.curve)]
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +276,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="cascadeflow train --verifier", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, action="append", required=True, help="labelled JSONL (repeatable)")
-    parser.add_argument("--precision", type=float, default=0.9, help="share of served drafts that must be right")
+    parser.add_argument("--quality-target", type=float, default=0.95,
+                        help="share of the strong model's quality to keep in every source (default: 0.95)")
+    parser.add_argument("--margin-z", type=float, default=0.5,
+                        help="standard errors by which every source must clear the target (default: 0.5)")
+    parser.add_argument("--router", type=Path, default=shipped_router(),
+                        help="router artifact whose skip threshold is chosen with the accept threshold "
+                             "(default: the shipped one)")
+    parser.add_argument("--no-router", dest="router", action="store_const", const=None,
+                        help="choose the accept threshold alone (every request drafted)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/training"), help="embedding cache")
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--version", help="artifact version (default: the UTC time)")
     parser.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,10 @@ PathT = TypeVar("PathT", bound=PurePath)
 
 DEFAULT_PORT_BASE = 8601
 DEFAULT_CTX_SIZE = 32768
+LOCAL_SAMPLES = 3
+LOCAL_PROFILE = "local"
+"""The verifier profile whose thresholds were chosen on local model pairs (training/verifier_policy.py)."""
+"""Draft answers per request in the local cascade rule: the greedy one and two samples for agreement."""
 """Claude Code's system prompt and tools take about 21k tokens: 32k leaves room for the conversation."""
 DRAFT_MODEL = "qwen2.5-coder-0.5b"
 STRONG_MODEL = "qwen2.5-coder-1.5b"
@@ -159,9 +163,21 @@ def _flow(item: Mapping[str, object]) -> str:
     return str(yaml.safe_dump(dict(item), default_flow_style=True, sort_keys=False, width=1_000_000)).strip()
 
 
-def config_snippet(openai_urls: Mapping[str, str], *, draft: str = DRAFT_MODEL, strong: str = STRONG_MODEL) -> str:
-    """A proxy config (YAML) for the served models: one OpenAI-kind provider each and, when both tiers are up,
-    a cascade rule `cascade/local` from the draft to the strong model."""
+def model_info_entry(context_window: int | None) -> dict[str, object]:
+    """The `model_info` of a locally served model: its served window, no price, and llama.cpp's log-prob limits
+    (none on streamed requests with tools)."""
+    entry: dict[str, object] = {"context_window": context_window} if context_window else {}
+    return entry | {"logprobs": {"supported": True, "with_tools": False, "with_stream": True},
+                    "prices": {"input": 0, "output": 0}}
+
+
+def config_snippet(openai_urls: Mapping[str, str], *, context_windows: Mapping[str, int] | None = None,
+                   draft: str = DRAFT_MODEL, strong: str = STRONG_MODEL, samples: int = LOCAL_SAMPLES) -> str:
+    """A proxy config (YAML) for the served models: one OpenAI-kind provider each, their `model_info`, and, when
+    both tiers are up, a cascade rule `cascade/local` from the draft to the strong model that samples the draft
+    `samples` times (agreement evidence for the verifier: free with local models, and it pays in quality) and
+    uses the verifier's thresholds chosen for local model pairs (profile `local`)."""
+    windows = context_windows or {}
     providers = {
         provider_name(model): {"kind": "openai", "base_url": url, "api_key": "local-no-key",
                                "forward_client_key": False, "supports_logprobs": True}
@@ -170,9 +186,12 @@ def config_snippet(openai_urls: Mapping[str, str], *, draft: str = DRAFT_MODEL, 
              str(yaml.safe_dump({"providers": providers}, sort_keys=False, default_flow_style=False)).rstrip(),
              "models:"]
     lines += [f"  - {_flow({'match': model, 'provider': provider_name(model)})}" for model in openai_urls]
+    lines += ["model_info:"] + [f"  {model}: {_flow(model_info_entry(windows.get(model)))}" for model in openai_urls]
     if draft in openai_urls and strong in openai_urls:
+        rule = {"name": "local", "draft_model": draft, "verifier_model": strong,
+                "verify": {"samples": samples, "profile": LOCAL_PROFILE}}
         lines += ["cascade_rules:  # clients select it with model \"cascade/local\" (or give the rule a request_model)",
-                  f"  - {_flow({'name': 'local', 'draft_model': draft, 'verifier_model': strong})}",
+                  f"  - {_flow(rule)}",
                   "# the learned router may send a prompt straight to the strong model; to always draft first:",
                   "# learned_router: {enabled: false}"]
     return "\n".join(lines) + "\n"

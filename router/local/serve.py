@@ -46,6 +46,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     startup_s: float
+    context_window: int
+    """Tokens of context it serves: the `ctx_size` asked for, capped at the model's own."""
 
     @property
     def base_url(self) -> str:
@@ -189,7 +191,8 @@ def serve_models(names: Sequence[str] | None = None, *, models_dir: Path | None 
                 reason = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
                 raise ServeError(f"{model.name}: server {reason} while starting; end of {log_path}:\n"
                                  f"{log_tail(log_path)}")
-            servers[model.name] = RunningServer(model.name, address, process, log_path, time.monotonic() - began)
+            servers[model.name] = RunningServer(model.name, address, process, log_path, time.monotonic() - began,
+                                                min(ctx_size, model.context_tokens))
         yield servers
     finally:
         for _, process, _, _ in started:

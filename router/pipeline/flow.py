@@ -76,7 +76,7 @@ class Pipeline:
         if rule is None or hub is None or decision.route == "pass_through":
             return await self._steps.serve.relay(request, Plan("pass_through", decision.reason), call.model)
         vector = request.lookup.vector if request.lookup is not None else None
-        features = await self._steps.predict.run(hub, vector) if decision.route == "draft" else (
+        features = await self._steps.predict.run(hub, vector, rule.verify.profile) if decision.route == "draft" else (
             RequestFeatures(vector))
         request = Request(call, clock, hub, request.lookup, features)
         prediction = features.prediction

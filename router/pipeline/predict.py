@@ -32,7 +32,8 @@ class PredictStep:
         self._metrics = metrics
         self._logging_features = logging_features
 
-    async def run(self, hub_request: JSONObject, vector: NDArray[np.float32] | None) -> RequestFeatures:
+    async def run(self, hub_request: JSONObject, vector: NDArray[np.float32] | None,
+                  profile: str | None = None) -> RequestFeatures:
         """The prediction, when there is an artifact; the vector and features too when the outcome log keeps them
         (so a new deployment can learn before it has an artifact)."""
         predicting = self._learned is not None and self._learned.artifact is not None
@@ -48,7 +49,7 @@ class PredictStep:
                 return RequestFeatures()
         if vector is None:
             return RequestFeatures()
-        prediction = await self._learned.predict(vector, hub_request) if self._learned is not None else None
+        prediction = await self._learned.predict(vector, hub_request, profile) if self._learned is not None else None
         if prediction is not None:
             return RequestFeatures(vector, prediction.structural, prediction)
         structural = await asyncio.to_thread(structural_vector, hub_request)

@@ -31,8 +31,8 @@ class VerifyStep:
                                  logprobs=draft.completion.logprobs, predicted_good=predicted_good,
                                  agreement=draft.agreement)
         score, threshold = self._scorer.score(evidence), rule.quality_threshold
-        judged = await self._verifier.judge(evidence) if self._verifier is not None and score.hard_fail is None \
-            else None
+        judged = await self._verifier.judge(evidence, rule.verify.profile) \
+            if self._verifier is not None and score.hard_fail is None else None
         if judged is not None:
             p_good, threshold, version = judged
             verdict = Component("verifier", p_good, 1.0, f"verifier {version}: P(draft good enough)={p_good:.3f}")

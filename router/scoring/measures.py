@@ -78,6 +78,8 @@ HEDGING_RATE = 0.25
 MIN_WORDS_FOR_DENSITY = 50
 """Phrase densities are taken over at least this many words, so one phrase in a tiny answer is not infinite."""
 OPENING_CHARS = 120
+REFUSAL_ANSWER_WORDS = 60
+"""An answer of at most this many words that opens by refusing is a refusal (a hard fail), not a caveat."""
 """A refusal within this many characters of the start counts double (the answer opens by refusing)."""
 NGRAM = 4
 REPEAT_FREE_SHARE = 0.15
@@ -146,9 +148,11 @@ def empty(evidence: DraftEvidence, weight: float = 1.0) -> Component:
 
 
 def refusal(evidence: DraftEvidence, weight: float = 1.0) -> Component | None:
-    """Refusal phrases lower confidence strongly, by their density (an opening refusal counts double)."""
+    """Refusal phrases lower confidence strongly, by their density (an opening refusal counts double). A draft
+    that is a refusal (the provider's stop reason says so, or a short answer opens by refusing) is a hard
+    fail: the strong model may well answer, so such a draft is never served."""
     if stop_reason(evidence.answer) == "refusal":
-        return Component("refusal", 0.0, weight, "stop_reason=refusal")
+        return Component("refusal", 0.0, weight, "stop_reason=refusal", fatal=True)
     text = _plain(evidence)
     if not text.strip():
         return None
@@ -158,7 +162,9 @@ def refusal(evidence: DraftEvidence, weight: float = 1.0) -> Component | None:
     hits = len(found) + (1 if found[0].start() < OPENING_CHARS else 0)
     density = _density(hits, len(words(text)))
     detail = f"{len(found)} refusal phrases ({density:.2f}/100 words): {_quote([m.group(0) for m in found])}"
-    return Component("refusal", clamp01(math.exp(-REFUSAL_RATE * density)), weight, detail)
+    refuses = found[0].start() < OPENING_CHARS and len(words(text)) <= REFUSAL_ANSWER_WORDS
+    return Component("refusal", clamp01(math.exp(-REFUSAL_RATE * density)), weight,
+                     ("the answer is a refusal: " if refuses else "") + detail, fatal=refuses)
 
 
 def hedging(evidence: DraftEvidence, weight: float = 1.0) -> Component | None:

@@ -121,6 +121,17 @@ def test_the_config_snippet_is_a_valid_proxy_config_with_the_cascade_rule() -> N
     assert provider.forward_client_key is False
     assert settings.provider_kind("local-qwen2.5-coder-1.5b") == "openai"
     assert [(route.match, route.provider) for route in settings.models][0] == ("smollm2-135m", "local-smollm2-135m")
+    assert rule.verify.samples == 3, "local drafts are free: the rule samples them for agreement evidence"
+    assert rule.verify.profile == "local", "the thresholds chosen on local model pairs"
+
+
+def test_the_snippet_says_what_the_local_models_can_do() -> None:
+    urls = {"qwen2.5-coder-0.5b": "http://127.0.0.1:8601/v1", "qwen2.5-coder-1.5b": "http://127.0.0.1:8602/v1"}
+    settings = Settings(**yaml.safe_load(config_snippet(urls, context_windows={"qwen2.5-coder-0.5b": 4096})))
+    draft, strong = settings.model_info["qwen2.5-coder-0.5b"], settings.model_info["qwen2.5-coder-1.5b"]
+    assert draft.context_window == 4096 and strong.context_window is None
+    assert draft.logprobs.with_tools is False, "llama.cpp refuses log-probs on streamed requests with tools"
+    assert draft.prices is not None and (draft.prices.input, draft.prices.output) == (0, 0)
 
 
 def test_the_snippet_has_no_cascade_rule_without_both_tiers() -> None:

@@ -102,9 +102,15 @@ def test_thinking_only_answer_is_empty_but_a_tool_call_is_not() -> None:
         "I can’t help with that.",
     ],
 )
-def test_refusal_lowers_strongly(text: str) -> None:
+def test_a_short_answer_that_opens_by_refusing_is_a_hard_fail(text: str) -> None:
     c = measures.refusal(evidence(text))
-    assert c is not None and c.value < 0.2 and not c.fatal
+    assert c is not None and c.value < 0.2 and c.fatal, "a refusing draft is never served: the strong model may answer"
+
+
+def test_a_refusal_inside_a_long_helpful_answer_only_lowers_the_score() -> None:
+    text = "I'm sorry, but I can't check live data. " + " ".join([GOOD] * 12)
+    c = measures.refusal(evidence(text))
+    assert c is not None and c.value < 1.0 and not c.fatal
 
 
 def test_refusal_is_scaled_by_density() -> None:

@@ -84,7 +84,8 @@ def test_good_scores_above_hedging_above_refusal() -> None:
     good, hedging, refusal = (scorer.score(evidence(t)) for t in (GOOD, HEDGING, REFUSAL))
     assert good.value > hedging.value > refusal.value
     assert good.value == pytest.approx(1.0)
-    assert good.hard_fail is hedging.hard_fail is refusal.hard_fail is None
+    assert good.hard_fail is hedging.hard_fail is None
+    assert refusal.hard_fail is not None and "refusal" in refusal.hard_fail, "a plain refusal is a hard fail"
 
 
 def test_all_applicable_components_are_reported() -> None:
@@ -164,7 +165,7 @@ def test_weights_are_configurable_and_validated() -> None:
 
 def test_no_weighted_evidence_means_no_objection() -> None:
     zero = ScoringWeights(**{name: 0.0 for name, _ in MEASURES})
-    score = ConfidenceScorer(zero).score(evidence(REFUSAL))
+    score = ConfidenceScorer(zero).score(evidence(HEDGING))
     assert score.value == NO_EVIDENCE_VALUE and score.components
 
 

@@ -76,14 +76,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("verifier")
     data = write_data(folder / "data.jsonl")
     return train_verifier(["--data", str(data), "--out", str(folder / "models"), "--version", "1",
-                           "--no-progress"])
+                           "--no-progress", "--no-router"])
 
 
 def test_training_writes_a_calibrated_artifact_that_beats_chance(trained: Path) -> None:
     metadata = json.loads((trained / "metadata.json").read_text())
     assert trained.name == "verifier-1" and metadata["features_version"] == "1"
     assert metadata["scores"]["test"]["overall"]["verifier_auc"] > 0.75
-    assert 0.0 < metadata["thresholds"]["accept_threshold"] <= 1.0
+    thresholds = metadata["thresholds"]
+    assert 0.0 < thresholds["accept_threshold"] <= 1.0 and thresholds["quality_target"] == 0.95
+    assert thresholds["chosen_on"]["worst_group_ratio"] >= 0.95, "the policy keeps the target where it was chosen"
+    assert thresholds["chosen_on"]["served_by_draft"] > 0.2, "a learnable signal lets drafts be served"
+    assert "skip_threshold" not in thresholds, "without a router only the accept threshold is chosen"
+    assert thresholds["default_profile"] == "synthetic" and list(thresholds["profiles"]) == ["synthetic"]
     assert "| overall |" in (trained / "report.md").read_text()
 
 
@@ -105,6 +110,32 @@ async def test_the_artifact_judges_drafts_and_a_mismatch_is_refused(trained: Pat
     status = refusing.status()
     assert status["active"] == "hand-weighted fallback" and "features version" in str(status["refused"])
     await refusing.stop()
+
+
+async def test_a_rule_profile_picks_the_pair_chosen_for_its_kind_of_model_pair(trained: Path, tmp_path: Path) -> None:
+    profiled = tmp_path / "verifier-3"
+    profiled.mkdir()
+    metadata = json.loads((trained / "metadata.json").read_text())
+    metadata["thresholds"] |= {"accept_threshold": 0.6, "skip_threshold": 0.5, "router_version": "router-a",
+                               "profiles": {"local": {"accept_threshold": 0.9, "skip_threshold": 0.0}}}
+    (profiled / "metadata.json").write_text(json.dumps(metadata))
+    (profiled / "model.joblib").write_bytes((trained / "model.joblib").read_bytes())
+    verifier = Verifier(VerifierSettings(models_dir=str(tmp_path)), Metrics())
+    verifier._watcher.load_now()
+    artifact = verifier.artifact
+    assert artifact is not None
+    assert (verifier.threshold_of(artifact), verifier.threshold_of(artifact, "local")) == (0.6, 0.9)
+    assert verifier.threshold_of(artifact, "no-such-profile") == 0.6, "an unknown profile means the default pair"
+    assert verifier.paired_skip_threshold("router-a", "local") == 0.0
+    assert verifier.paired_skip_threshold("router-a") == 0.5
+    assert verifier.paired_skip_threshold("router-b") is None, "a pair is only used with the router it was chosen for"
+    judged = await verifier.judge(DraftEvidence(request(), answer(RIGHT)), "local")
+    assert judged is not None and judged[1] == 0.9
+    await verifier.stop()
+    configured = Verifier(VerifierSettings(models_dir=str(tmp_path), accept_threshold=0.7), Metrics())
+    configured._watcher.load_now()
+    assert configured.paired_skip_threshold("router-a") is None, "a configured accept threshold breaks the pair"
+    await configured.stop()
 
 
 def ask(proxy: BackgroundServer, text: str) -> httpx.Headers:

@@ -45,7 +45,12 @@ def test_the_eval_command_prints_every_policy_per_source(tmp_path: Path, capsys:
         assert group in printed
     for policy in ("| router |", "| random |", "| oracle |", "| always-draft |", "| always-strong |"):
         assert printed.count(policy) == 4
-    assert "skip below P(good) 0.5000, then post-hoc confidence threshold 0.60" in printed
+    assert "skip below router P(good) 0.5000, then serve the draft from verifier" in printed, \
+        "the config's skip threshold, and the shipped verifier's accept threshold"
+    assert cascadeflow(["eval", "--data", str(data_file), "--config", str(config), "--split", "all", "--no-verifier",
+                        "--models", str(ROOT / "models"), "--cache-dir", str(tmp_path), "--no-progress"]) == 0
+    assert "skip below router P(good) 0.5000, then serve the draft from hand score 0.600" in \
+        capsys.readouterr().out  # type: ignore[attr-defined]
     header = next(line for line in printed.splitlines() if line.startswith("| policy"))
     assert "APGR" in header and "CPT(50%)" in header and "drafts accepted @policy" in header
     assert not np.isnan(float(next(line for line in printed.splitlines() if line.startswith("| random |"))

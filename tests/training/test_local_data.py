@@ -29,6 +29,7 @@ def test_a_run_writes_labelled_rows_and_resumes(upstream: BackgroundServer, tmp_
               "--gsm8k", "0", "--quiet"]
     assert label_local(common) == 2
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["draft_score"], r["strong_score"], r["draft_good_enough"]) for r in rows] == [(1, 1, 1), (0, 0, 1)]
+    assert [(r["draft_score"], r["strong_score"], r["draft_good_enough"]) for r in rows] == [(1, 1, 1), (0, 0, 0)], \
+        "labelled by the gold answer alone: a wrong draft is wrong even where the strong model is wrong too"
     assert rows[0]["draft_agreement"] == 1.0 and rows[0]["draft_response"] == "The answer is 42."
     assert label_local(common) == 0, "questions already labelled are skipped"
