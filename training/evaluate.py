@@ -27,14 +27,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from router.costs import PriceBook, TokenUsage
+from router.costs import PriceBook
 from router.policy.features import FEATURES_VERSION
 from router.types import JSONObject
 from training.dataset import Labelled
+from training.policy_data import CHARS_PER_TOKEN, DRAFT_PRICE_NAME, STRONG_PRICE_NAME, pair_prices
 
-DRAFT_PRICE_NAME = "mixtral-8x7b-instruct"
-STRONG_PRICE_NAME = "gpt-4-1106-preview"
-CHARS_PER_TOKEN = 4.0
 NO_ANSWER_TOKENS = 5.0
 TARGETS = (0.90, 0.95, 0.98, 0.99)
 
@@ -141,23 +139,12 @@ def _user_chars(request: JSONObject) -> int:
 
 def estimate_outcomes(data: Labelled, book: PriceBook | None = None) -> Outcomes:
     """Quality from the labels and costs estimated from text lengths (see the module docstring)."""
-    book = book or PriceBook()
-
-    def per_million(model: str, usage: TokenUsage) -> float:
-        cost = book.cost(model, usage)
-        if not cost.known:
-            raise ValueError(f"no price for {model}")
-        return cost.usd / 1e6
-
-    prices = {model: (per_million(model, TokenUsage(input_tokens=1_000_000)),
-                      per_million(model, TokenUsage(output_tokens=1_000_000)))
-              for model in (DRAFT_PRICE_NAME, STRONG_PRICE_NAME)}
+    (d_in, d_out), (s_in, s_out) = pair_prices(book)
     tokens_in = np.array([_user_chars(r) for r in data.requests], dtype=np.float64) / CHARS_PER_TOKEN
 
     def tokens_out(chars: Floats) -> Floats:
         return np.where(chars > 0, chars / CHARS_PER_TOKEN, NO_ANSWER_TOKENS)
 
-    (d_in, d_out), (s_in, s_out) = prices[DRAFT_PRICE_NAME], prices[STRONG_PRICE_NAME]
     return Outcomes(
         draft_quality=data.draft_quality.astype(np.float64), strong_quality=data.strong_quality.astype(np.float64),
         draft_cost=tokens_in * d_in + tokens_out(data.draft_output_chars) * d_out,

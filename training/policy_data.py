@@ -46,8 +46,8 @@ def prompt_of(row: dict[str, Any]) -> str | list[str]:
     return [str(t) for t in turns] if isinstance(turns, list) and turns else str(row.get("prompt") or "")
 
 
-def costs(rows: Sequence[dict[str, Any]], book: PriceBook | None = None) -> tuple[Floats, Floats]:
-    """(draft cost, strong cost) per row in USD, estimated from text lengths."""
+def pair_prices(book: PriceBook | None = None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """USD per token, (input, output), of the draft and of the strong model the estimates are priced as."""
     book = book or PriceBook()
 
     def per_token(model: str, usage: TokenUsage) -> float:
@@ -56,13 +56,18 @@ def costs(rows: Sequence[dict[str, Any]], book: PriceBook | None = None) -> tupl
             raise ValueError(f"no price for {model}")
         return cost.usd / 1e6
 
-    prices = {model: (per_token(model, TokenUsage(input_tokens=1_000_000)),
+    draft, strong = ((per_token(model, TokenUsage(input_tokens=1_000_000)),
                       per_token(model, TokenUsage(output_tokens=1_000_000)))
-              for model in (DRAFT_PRICE_NAME, STRONG_PRICE_NAME)}
+                     for model in (DRAFT_PRICE_NAME, STRONG_PRICE_NAME))
+    return draft, strong
+
+
+def costs(rows: Sequence[dict[str, Any]], book: PriceBook | None = None) -> tuple[Floats, Floats]:
+    """(draft cost, strong cost) per row in USD, estimated from text lengths."""
+    (d_in, d_out), (s_in, s_out) = pair_prices(book)
     tokens_in = np.array([_chars(prompt_of(row)) for row in rows]) / CHARS_PER_TOKEN
     draft_out = np.array([_chars(row.get("draft_response")) for row in rows]) / CHARS_PER_TOKEN
     strong_out = np.array([_chars(row.get("strong_response")) for row in rows]) / CHARS_PER_TOKEN
-    (d_in, d_out), (s_in, s_out) = prices[DRAFT_PRICE_NAME], prices[STRONG_PRICE_NAME]
     return tokens_in * d_in + draft_out * d_out, tokens_in * s_in + strong_out * s_out
 
 
