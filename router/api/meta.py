@@ -69,8 +69,9 @@ def _public(check: dict[str, object]) -> dict[str, object]:
 
 
 @router.get("/metrics")
-async def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics: this process's, or every worker's when several run (see router/metrics.py)."""
+async def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Prometheus metrics: this process's, or every worker's when several run (see router/metrics.py). Callers
+    authenticate as for the LLM endpoints: with proxy keys a scraper sends one (`authorization: Bearer ...`)."""
     sample_gauges(services)
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
