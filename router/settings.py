@@ -64,7 +64,8 @@ class ServerSettings(_Strict):
     proxy then listens on loopback only; true lets it listen elsewhere anyway (say, behind your own gateway)."""
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Larger request bodies get 413 before they are read whole (Anthropic's own limit is 32 MB)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -87,6 +87,13 @@ def test_body_over_limit_is_413(proxy_factory: ProxyFactory, upstream: Backgroun
     assert chunked.status_code == 413
 
 
+def test_the_default_body_limit_is_anthropics(proxy_factory: ProxyFactory, upstream: BackgroundServer) -> None:
+    proxy = proxy_factory(proxy_settings(upstream.url))
+    declared = {**ANTHROPIC_HEADERS, "content-length": str(32 * 1024 * 1024 + 1)}
+    over = httpx.post(f"{proxy.url}/v1/messages", headers=declared, content=b"{}" + b" " * (32 * 1024 * 1024 - 1))
+    assert_anthropic_error(over, 413, "request_too_large")
+
+
 def test_proxy_keys(proxy_factory: ProxyFactory, upstream: BackgroundServer) -> None:
     keyed = proxy_factory(proxy_settings(upstream.url, auth={"keys": [{"key_sha256": hash_key("good"),
                                                                           "user": "alice"}]}))
