@@ -117,7 +117,8 @@ def short_source(source: str) -> str:
     return source.rsplit("/", 1)[-1]
 
 
-def _quality(row: JSONObject, key: str) -> float:
+def row_quality(row: JSONObject, key: str) -> float:
+    """A row's `draft_score` or `strong_score` on [0, 1] (a GPT-4 grade of 1-10 divided by 10)."""
     value = float(row[key])
     return value / 10.0 if row.get("label_kind") == "gpt4_score_1_10" else value
 
@@ -137,8 +138,8 @@ def load_jsonl(path: Path, *, limit: int | None = None) -> Labelled:
         categories=[str(row.get("category") or "") for row in rows],
         requests=[request_from_prompt(prompt) for prompt in prompts],
         labels=np.array([int(row["draft_good_enough"]) for row in rows], dtype=np.int64),
-        draft_quality=np.array([_quality(row, "draft_score") for row in rows]),
-        strong_quality=np.array([_quality(row, "strong_score") for row in rows]),
+        draft_quality=np.array([row_quality(row, "draft_score") for row in rows]),
+        strong_quality=np.array([row_quality(row, "strong_score") for row in rows]),
         draft_output_chars=np.array([float(len(row.get("draft_response") or "")) for row in rows]),
         strong_output_chars=np.array([float(len(row.get("strong_response") or "")) for row in rows]),
         draft_texts=[row.get("draft_response") for row in rows],

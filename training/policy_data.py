@@ -18,6 +18,7 @@ import numpy as np
 
 from router.costs import PriceBook, TokenUsage
 from router.policy.features import feature_vector, request_from_prompt
+from training.dataset import row_quality
 from training.policy import Floats, PolicyData
 
 DRAFT_PRICE_NAME = "mixtral-8x7b-instruct"
@@ -30,8 +31,7 @@ def quality(row: dict[str, Any], key: str) -> float:
     quality and 1 as the strong model's."""
     if key not in row:
         return float(row["draft_good_enough"]) if key == "draft_score" else 1.0
-    value = float(row[key])
-    return value / 10.0 if row.get("label_kind") == "gpt4_score_1_10" else value
+    return row_quality(row, key)
 
 
 def _chars(value: object) -> float:

@@ -195,16 +195,18 @@ def train(args: argparse.Namespace) -> Path:
     p_test = model.predict_proba(x[test])[:, 1].astype(np.float64)
     scores = scores_by_source(y[test], p_test, hand[test], list(sources[test]))
     undrafted = load_undrafted(args.data)
-    p_undrafted = None if args.router is None or not undrafted else router_predictions(
-        undrafted, args.router, cache_dir=args.cache_dir, progress=not args.no_progress)[0]
+    p_undrafted = None if args.router is None else np.zeros(0)
+    if args.router is not None and undrafted:
+        p_undrafted = router_predictions(undrafted, args.router, cache_dir=args.cache_dir,
+                                         progress=not args.no_progress)[0]
     undrafted_test = np.array([split_of(str(row.get("id"))) == "test" for row in undrafted], dtype=bool)
 
     def judged(keep: NDArray[np.bool_], p_verify: Floats, extra: NDArray[np.bool_]) -> Judged:
+        """The kept drafted rows and the kept rows without a draft answer (no verifier prediction)."""
         drafted = Judged([row for row, k in zip(rows, keep, strict=True) if k],
-                         p_router[keep] if p_router is not None else None, p_verify)
+                         None if p_router is None else p_router[keep], p_verify)
         return drafted.plus(Judged([row for row, k in zip(undrafted, extra, strict=True) if k],
-                                   p_undrafted[extra] if p_undrafted is not None else None
-                                   if p_router is None else np.full(int(extra.sum()), np.nan),
+                                   None if p_undrafted is None else p_undrafted[extra],
                                    np.full(int(extra.sum()), np.nan)))
 
     clean = ~router_in_sample(rows, args.router)
