@@ -11,7 +11,6 @@ unless CASCADEFLOW_REQUIRE_LOCAL_MODELS=1 makes a missing model a failure. Takes
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ import yaml
 
 from router.app import create_app
 from router.assets import assets_root
-from router.local.catalog import DRAFT_MODEL, SERVER_PACKAGE, STRONG_MODEL, config_snippet, select_models
-from router.local.install import default_models_dir, installed_version, model_status
+from router.local.catalog import DRAFT_MODEL, STRONG_MODEL, config_snippet
 from router.local.serve import RunningServer, serve_models
 from router.replay.runner import BackgroundServer
 from router.settings import Settings
+from tests.local.support import installed_models_dir
 from training.local_data import Question, is_right, questions
 
 pytestmark = [pytest.mark.slow, pytest.mark.local_models]
@@ -33,23 +32,9 @@ QUESTIONS = 24
 CONTEXT = 4096
 
 
-def _missing(models_dir: Path) -> str | None:
-    if installed_version(SERVER_PACKAGE.name) is None:
-        return f"{SERVER_PACKAGE.name} is not installed (cascadeflow local-models install)"
-    for model in select_models([DRAFT_MODEL, STRONG_MODEL]):
-        if model_status(model, models_dir).state != "verified":
-            return f"{model.name} is not installed (cascadeflow local-models install --models {model.name})"
-    return None
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningServer]]:
-    models_dir = default_models_dir(os.environ)
-    reason = _missing(models_dir)
-    if reason is not None:
-        if os.environ.get("CASCADEFLOW_REQUIRE_LOCAL_MODELS") == "1":
-            pytest.fail(f"local models are required: {reason}")
-        pytest.skip(reason)
+    models_dir = installed_models_dir([DRAFT_MODEL, STRONG_MODEL])
     with serve_models([DRAFT_MODEL, STRONG_MODEL], models_dir=models_dir, port_base=0, ctx_size=CONTEXT,
                       log_dir=tmp_path_factory.mktemp("local-model-logs")) as running:
         yield running

@@ -6,38 +6,21 @@ CASCADEFLOW_REQUIRE_LOCAL_MODELS=1 makes a missing model a failure.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from router.local.catalog import SERVER_PACKAGE, select_models
-from router.local.install import default_models_dir, installed_version, model_status
 from router.local.serve import RunningServer, serve_models
+from tests.local.support import installed_models_dir
 
 MODEL = "smollm2-135m"
 pytestmark = [pytest.mark.slow, pytest.mark.local_models]
 
 
-def missing_reason(models_dir: Path) -> str | None:
-    if installed_version(SERVER_PACKAGE.name) is None:
-        return f"{SERVER_PACKAGE.name} is not installed (cascadeflow local-models install)"
-    (model,) = select_models([MODEL])
-    if model_status(model, models_dir).state != "verified":
-        return f"{MODEL} is not installed in {models_dir} (cascadeflow local-models install --models {MODEL})"
-    return None
-
-
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    models_dir = default_models_dir(os.environ)
-    reason = missing_reason(models_dir)
-    if reason is not None:
-        if os.environ.get("CASCADEFLOW_REQUIRE_LOCAL_MODELS") == "1":
-            pytest.fail(f"local models are required: {reason}")
-        pytest.skip(reason)
+    models_dir = installed_models_dir([MODEL])
     with serve_models([MODEL], models_dir=models_dir, port_base=0, ctx_size=8192,
                       log_dir=tmp_path_factory.mktemp("local-model-logs")) as servers:
         server = servers[MODEL]
