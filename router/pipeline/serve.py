@@ -4,15 +4,17 @@ or cached answer), each ending in the request's one Outcome and ledger entry, ha
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import orjson
 
 from router.errors import ProxyError
 from router.ledger import Ledger, LedgerEntry
+from router.pipeline.fallback import FALLBACK_HEADER, Fallbacks, falls_back
 from router.pipeline.outcome import Outcome, Plan, Request
 from router.pipeline.record import RecordStep
 from router.protocol.hub import from_hub_message, message_frames, usage_of
-from router.providers.call import Upstream
+from router.providers.call import Relayed, Upstream
 from router.providers.registry import ProviderRegistry, Target
 from router.providers.wire import Completion
 from router.types import Answer, ClientCall, JSONAnswer, JSONObject, StreamAnswer
@@ -33,24 +35,21 @@ class ServedFailure(Exception):
 class ServeStep:
     """Answers the client as planned and prices what was spent."""
 
-    def __init__(self, registry: ProviderRegistry, upstream: Upstream, ledger: Ledger, record: RecordStep) -> None:
+    def __init__(self, registry: ProviderRegistry, upstream: Upstream, ledger: Ledger, record: RecordStep,
+                 fallbacks: Fallbacks | None = None) -> None:
         self._registry = registry
         self._upstream = upstream
         self._ledger = ledger
         self._record = record
+        self._fallbacks = fallbacks
 
     async def relay(self, request: Request, plan: Plan, model: str) -> Answer:
-        """The model's answer relayed live; the request is finished when the answer is whole."""
-        call = request.call
-        try:
-            target = self._registry.resolve(model, call.dialect)
-            needs_message = self._record.needs_message(plan, request.lookup)
-            relayed = await self._upstream.relay(call, target, needs_message=needs_message,
-                                                 on_done=lambda done: self._relayed(request, plan, target, done))
-        except ProxyError as error:
-            raise ServedFailure(error, request, plan) from error
+        """The model's answer (or a fallback model's) relayed live; the request is finished when it is whole."""
+        relayed, target, plan, answered_by = await self._first_answer(request, plan, model)
         answer = relayed.answer
         answer.headers.update(plan.headers())
+        if answered_by != model:
+            answer.headers[FALLBACK_HEADER] = answered_by
         if request.lookup is not None:
             answer.headers["x-cascadeflow-cache"] = "miss"
         if relayed.completion is not None:
@@ -62,6 +61,27 @@ class ServeStep:
         if request.features.prediction is not None:
             answer.headers["x-cascadeflow-predicted-good"] = f"{request.features.prediction.p_good:.4f}"
         return answer
+
+    async def _first_answer(self, request: Request, plan: Plan, model: str) -> tuple[Relayed, Target, Plan, str]:
+        """The answer of the model, else of the first of its fallbacks that begins one (priced as the model that
+        answered); when none does, the client hears the first model's error."""
+        call = request.call
+        models = self._fallbacks.models(model, plan.rule) if self._fallbacks is not None else [model]
+        first: ProxyError | None = None
+        for number, name in enumerate(models):
+            try:
+                target = self._registry.resolve(name, call.dialect)
+                needs_message = self._record.needs_message(plan, request.lookup)
+                relayed = await self._upstream.relay(call, target, needs_message=needs_message,
+                                                     on_done=partial(self._relayed, request, plan, target))
+                return relayed, target, plan, name
+            except ProxyError as error:
+                first = first or error
+                if self._fallbacks is None or number + 1 == len(models) or not falls_back(error):
+                    break
+                plan = self._fallbacks.handed_over(plan, name, error, models[number + 1], call.request_id)
+        assert first is not None
+        raise ServedFailure(first, request, plan) from first
 
     def _wasted(self, plan: Plan) -> LedgerEntry:
         """The draft's spend when it was not served (rejected, or failed after usage arrived)."""

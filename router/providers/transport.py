@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from router.errors import UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError
+from router.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError
 from router.settings import ProviderKind, ProviderSettings
 
 HOP_BY_HOP = frozenset(
@@ -26,26 +27,39 @@ class UpstreamReply:
     body: bytes
 
 
-class UpstreamStream:
-    """An open streaming answer: iterate raw byte chunks as they arrive, then close."""
+OnStreamFailure = Callable[[UpstreamError], object]
 
-    def __init__(self, response: aiohttp.ClientResponse, read_timeout_s: float) -> None:
+
+class UpstreamStream:
+    """An open streaming answer: iterate raw byte chunks as they arrive (the first one already read), then close."""
+
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout_s: float, first: bytes = b"",
+                 on_failure: OnStreamFailure | None = None) -> None:
         self.status = response.status
         self.headers = relayable_headers(response.headers)
         self._response = response
         self._read_timeout_s = read_timeout_s
+        self._first = first
+        self._on_failure = on_failure
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives; raise UpstreamError subclasses on failure."""
+        """Yield the body as it arrives; raise UpstreamError subclasses on failure (told to `on_failure` too)."""
         try:
+            if self._first:
+                yield self._first
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except TimeoutError as exc:
-            raise UpstreamTimeoutError("the upstream stream stalled") from exc
+            raise self._failed(UpstreamTimeoutError("the upstream stream stalled")) from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachableError(f"the upstream stream broke: {type(exc).__name__}") from exc
+            raise self._failed(UpstreamUnreachableError(f"the upstream stream broke: {type(exc).__name__}")) from exc
         finally:
             self._response.release()
+
+    def _failed(self, error: UpstreamError) -> UpstreamError:
+        if self._on_failure is not None:
+            self._on_failure(error)
+        return error
 
     def close(self) -> None:
         """Drop the connection (used when the client goes away)."""
@@ -73,9 +87,9 @@ class Provider:
     async def open(self) -> None:
         """Open the pooled session (at application start-up)."""
         connector = aiohttp.TCPConnector(limit=self.settings.max_connections, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.settings.connect_timeout_s, sock_read=self.settings.read_timeout_s
-        )
+        timeout = aiohttp.ClientTimeout(total=self.settings.total_timeout_s,
+                                        sock_connect=self.settings.connect_timeout_s,
+                                        sock_read=self.settings.read_timeout_s)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
         )
@@ -140,7 +154,35 @@ class Provider:
             response.release()
         return UpstreamReply(response.status, relayable_headers(response.headers), payload)
 
-    async def stream(self, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamStream:
-        """Send a streaming request and return once the status and headers have arrived."""
-        response = await self._send("POST", path, body, headers)
-        return UpstreamStream(response, self.settings.read_timeout_s)
+    async def stream(self, path: str, body: bytes, headers: Mapping[str, str],
+                     on_failure: OnStreamFailure | None = None) -> UpstreamStream:
+        """Send a streaming request and return once the status, headers and first bytes have arrived (within
+        `first_byte_timeout_s`): until then nothing has reached the client, so the call may still be retried.
+        `on_failure` hears of a failure while the rest is read."""
+        limit = self.settings.first_byte_timeout_s
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._send("POST", path, body, headers)
+                first = await _first_chunk(response)
+        except TimeoutError as exc:
+            if response is not None:
+                response.close()
+            raise UpstreamTimeoutError(f"provider {self.name} sent no first byte within {limit:g}s") from exc
+        except aiohttp.ClientError as exc:
+            assert response is not None  # _send maps its own errors
+            response.close()
+            raise UpstreamUnreachableError(f"provider {self.name} broke the answer before its first byte") from exc
+        return UpstreamStream(response, self.settings.read_timeout_s, first, on_failure)
+
+
+async def _first_chunk(response: aiohttp.ClientResponse) -> bytes:
+    """The first bytes of a body as they arrive (b"" for an empty one)."""
+    async for chunk in response.content.iter_any():
+        return chunk
+    return b""
+
+
+def is_connect_timeout(error: UpstreamError) -> bool:
+    """Whether a timeout struck before a connection was made (nothing reached the provider)."""
+    return isinstance(error.__cause__, aiohttp.ConnectionTimeoutError)
