@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from router.auth_keys.limits import Decision, Limiter, Scope, Ticket, Window
+from router.budgets.core import BudgetScope, Hold
 from router.errors import ProxyError
 from router.protocol.tokens import estimate_input_tokens
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, Principal, StreamAnswer
@@ -32,19 +33,23 @@ class KeyStoreUnavailableError(ProxyError):
 
 @dataclass
 class TicketSlot:
-    """Where a request's admission ticket is kept, for the record step to settle."""
+    """Where a request's admission ticket and budget hold are kept, for the record step to settle."""
 
     ticket: Ticket | None = None
+    hold: Hold | None = None
 
 
 @dataclass(frozen=True, repr=False)
 class KeyPrincipal(Principal):
-    """A caller identified by a proxy key: its key id, user, tier and the scopes whose limits it is held to."""
+    """A caller identified by a proxy key: its key id, user, tier, the scopes whose limits and budgets it is held
+    to, and whether it may read everyone's usage."""
 
     key_id: str = ""
     user: str = ""
     tier: str | None = None
     scopes: tuple[Scope, ...] = ()
+    budgets: tuple[BudgetScope, ...] = ()
+    admin: bool = False
     slot: TicketSlot = field(default_factory=TicketSlot, compare=False)
 
 
@@ -65,9 +70,12 @@ def spent_tokens(entry: LedgerEntry) -> int:
 
 
 def settle_usage(principal: Principal, entry: LedgerEntry) -> None:
-    """Replace a keyed request's token estimate by its real usage (the record step calls this once)."""
+    """Replace a keyed request's token estimate by its real usage, and its budget hold by its actual cost (the
+    record step calls this once)."""
     if isinstance(principal, KeyPrincipal) and principal.slot.ticket is not None:
         principal.slot.ticket.settle(spent_tokens(entry))
+    if isinstance(principal, KeyPrincipal) and principal.slot.hold is not None:
+        principal.slot.hold.settle(entry.actual_usd)
 
 
 def _duration(seconds: float) -> str:
@@ -145,13 +153,17 @@ def held(frames: AsyncIterator[bytes], ticket: Ticket) -> AsyncIterator[bytes]:
     return wrapper
 
 
-async def admitted(limiter: Limiter, call: ClientCall, handle: Callable[[ClientCall], Awaitable[Answer]]) -> Answer:
-    """The answer to a call, if its key's limits admit it (a 429 otherwise, before anything is sent upstream)."""
+async def admitted(limiter: Limiter, call: ClientCall, handle: Callable[[ClientCall], Awaitable[Answer]],
+                   on_refused: Callable[[KeyPrincipal, Decision], object] | None = None) -> Answer:
+    """The answer to a call, if its key's limits admit it (a 429 otherwise, before anything is sent upstream;
+    `on_refused` hears of it)."""
     principal = call.principal
     if not isinstance(principal, KeyPrincipal) or not principal.scopes:
         return await handle(call)
     decision = await limiter.acquire(principal.scopes, estimated_tokens(call))
     if not decision.allowed or decision.ticket is None:
+        if on_refused is not None:
+            on_refused(principal, decision)
         return refusal(call, decision)
     ticket = principal.slot.ticket = decision.ticket
     try:

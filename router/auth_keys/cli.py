@@ -50,7 +50,9 @@ def _when(moment: float | None) -> str:
 def _limits(key: StoredKey) -> str:
     parts = [f"{name}={value}" for name, value in (("rpm", key.rpm), ("tpm", key.tpm),
                                                    ("concurrent", key.max_concurrent)) if value is not None]
-    return ",".join(parts) or "-"
+    parts += [f"{name}=${value:g}" for name, value in (("day", key.daily_budget_usd),
+                                                       ("month", key.monthly_budget_usd)) if value is not None]
+    return ",".join(parts + (["admin"] if key.admin else [])) or "-"
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -62,7 +64,9 @@ def _create(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(settings.auth.tiers)) or "none configured"
         print(f"cascadeflow: unknown tier {tier!r} (auth.tiers: {known})", file=sys.stderr)
         return 2
-    key, record = new_key(args.user, tier=tier, rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent)
+    key, record = new_key(args.user, tier=tier, rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent,
+                          daily_budget_usd=args.daily_budget_usd, monthly_budget_usd=args.monthly_budget_usd,
+                          admin=args.admin)
     _with_store(settings, lambda store: store.create(record))
     print(f"created key {record.id} for user {record.user} (tier {tier or '-'}, limits {_limits(record)}) in "
           f"{_store_name(settings)}; the key is shown once, only its SHA-256 digest is kept:", file=sys.stderr)
@@ -118,6 +122,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _usd(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative amount of USD, got {text}")
+    return value
+
+
 def add_keys_commands(commands: Any) -> None:
     """The `keys` sub-commands, under the top-level sub-parsers."""
     keys = commands.add_parser("keys", help="proxy keys").add_subparsers(dest="action", required=True)
@@ -133,6 +144,12 @@ def add_keys_commands(commands: Any) -> None:
     create.add_argument("--tpm", type=_positive, help="tokens per minute of this key (default: unset: no key limit)")
     create.add_argument("--max-concurrent", type=_positive, help="requests in flight at once with this key (default: "
                         "unset: no key limit)")
+    create.add_argument("--daily-budget-usd", type=_usd, help="USD this key may spend per UTC day (default: unset: "
+                        "no key budget)")
+    create.add_argument("--monthly-budget-usd", type=_usd, help="USD this key may spend per UTC month (default: "
+                        "unset: no key budget)")
+    create.add_argument("--admin", action="store_true", help="the key may read every user's usage (default: off: "
+                        "its own user's only)")
     create.add_argument("--config", help=CONFIG_HELP)
     create.set_defaults(handler=_create)
 

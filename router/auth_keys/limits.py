@@ -22,6 +22,8 @@ EPSILON_MS = 1e-6
 LEASE_TTL_MS = 15 * 60_000
 """A concurrency slot not given back (a replica that died mid-request) frees itself after this long."""
 Metric = Literal["requests", "tokens"]
+Refusal = Literal["requests", "tokens", "concurrent", "too_large"]
+"""Which kind of limit refused a request (a metric label: never a key, a user or a scope name)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Decision:
     retry_after_s: float = 0.0
     reason: str = ""
     ticket: Ticket | None = None
+    refused_by: Refusal | None = None
 
 
 def counters(scopes: Sequence[Scope], tokens: int) -> list[Counter]:
@@ -115,7 +118,7 @@ def too_large(scopes: Sequence[Scope], tokens: int) -> Decision | None:
         if scope.limits.tpm is not None and tokens > scope.limits.tpm:
             return Decision(False, retry_after_s=60.0, tokens=Window(scope.limits.tpm, 0, 60.0),
                             reason=f"the request's ~{tokens} input tokens exceed the limit of {scope.limits.tpm} "
-                            f"tokens per minute of {scope.name}")
+                            f"tokens per minute of {scope.name}", refused_by="too_large")
     return None
 
 
@@ -212,11 +215,13 @@ class MemoryLimiter:
                 wait, blocker = counter_wait, counter
         requests, token_window = tightest(windows, "requests"), tightest(windows, "tokens")
         if blocker is not None:
-            return Decision(False, requests, token_window, wait / 1000.0, denial_reason(blocker))
+            return Decision(False, requests, token_window, wait / 1000.0, denial_reason(blocker),
+                            refused_by=blocker.metric)
         for scope in scopes:
             cap = scope.limits.max_concurrent
             if cap is not None and self._in_flight.get(scope.name, 0) >= cap:
-                return Decision(False, requests, token_window, 1.0, denial_reason(None, scope.name))
+                return Decision(False, requests, token_window, 1.0, denial_reason(None, scope.name),
+                                refused_by="concurrent")
         for name, new_tat in planned:
             self._tats[name] = new_tat
         for scope in scopes:

@@ -225,5 +225,7 @@ def _decision(reply: Sequence[Any], rates: list[Counter], capped: list[Scope], t
     if allowed:
         return Decision(True, requests, tokens, ticket=ticket)
     if blocker > 0:
-        return Decision(False, requests, tokens, wait_ms / 1000.0, denial_reason(rates[blocker - 1]))
-    return Decision(False, requests, tokens, 1.0, denial_reason(None, capped[-blocker - 1].name))
+        return Decision(False, requests, tokens, wait_ms / 1000.0, denial_reason(rates[blocker - 1]),
+                        refused_by=rates[blocker - 1].metric)
+    return Decision(False, requests, tokens, 1.0, denial_reason(None, capped[-blocker - 1].name),
+                    refused_by="concurrent")

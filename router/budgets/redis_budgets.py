@@ -1,0 +1,209 @@
+"""Budgets shared by every replica: spend counters and holds in Redis, each admission one atomic Lua script.
+
+Per scope: `<prefix>:budget:spent:<scope>:<d:YYYY-MM-DD|m:YYYY-MM>` (USD as a float string, expiring two days
+after its period), `<prefix>:budget:held:<scope>` (a hash lease → USD held) and `<prefix>:budget:leases:<scope>`
+(a sorted set lease → expiry, so the hold of a replica that died mid-request frees itself after HOLD_TTL_MS).
+Holds are settled in the background (the record step cannot wait); this process's own counters mirror every
+settlement, and decide alone while Redis cannot be reached (logged once per outage): then the budget holds per
+replica, and spend settled during the outage is not added to the shared counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from router.budgets.core import (
+    GRACE_S,
+    PERIODS,
+    BudgetDecision,
+    BudgetRefusal,
+    BudgetScope,
+    Hold,
+    MemoryBudgets,
+    Periods,
+    RefusalReason,
+    SpentTotal,
+)
+
+logger = logging.getLogger("router.budgets")
+TIMEOUT_S = 0.5
+HOLD_TTL_MS = 30 * 60_000
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n, lease, amount, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local exhausted, held = nil, nil
+for i = 1, n do
+  local base = 4 * (i - 1)
+  local hkey, zkey = KEYS[base + 3], KEYS[base + 4]
+  local expired = redis.call('ZRANGEBYSCORE', zkey, '-inf', now)
+  if #expired > 0 then
+    redis.call('HDEL', hkey, unpack(expired))
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now)
+  end
+  local holding = 0
+  for _, value in ipairs(redis.call('HVALS', hkey)) do holding = holding + tonumber(value) end
+  for p = 1, 2 do
+    local limit = tonumber(ARGV[4 + 2 * (i - 1) + p])
+    if limit >= 0 then
+      local spent = tonumber(redis.call('GET', KEYS[base + p]) or '0')
+      if spent >= limit and exhausted == nil then
+        exhausted = {i, p, 'exhausted', tostring(spent), tostring(holding)}
+      elseif spent + holding >= limit and held == nil then
+        held = {i, p, 'held', tostring(spent), tostring(holding)}
+      end
+    end
+  end
+end
+if exhausted ~= nil then return exhausted end
+if held ~= nil then return held end
+for i = 1, n do
+  local base = 4 * (i - 1)
+  redis.call('HSET', KEYS[base + 3], lease, amount)
+  redis.call('ZADD', KEYS[base + 4], now + ttl, lease)
+  redis.call('PEXPIRE', KEYS[base + 3], ttl)
+  redis.call('PEXPIRE', KEYS[base + 4], ttl)
+end
+return {0}
+"""
+
+SETTLE = """
+local actual = tonumber(ARGV[2])
+for i = 1, #KEYS / 4 do
+  local base = 4 * (i - 1)
+  redis.call('HDEL', KEYS[base + 3], ARGV[1])
+  redis.call('ZREM', KEYS[base + 4], ARGV[1])
+  if actual > 0 then
+    redis.call('INCRBYFLOAT', KEYS[base + 1], ARGV[2])
+    redis.call('PEXPIREAT', KEYS[base + 1], ARGV[3])
+    redis.call('INCRBYFLOAT', KEYS[base + 2], ARGV[2])
+    redis.call('PEXPIREAT', KEYS[base + 2], ARGV[4])
+  end
+end
+return 1
+"""
+
+
+class RedisBudgets:
+    """Budget counters in Redis, shared by every replica that uses the same URL and prefix."""
+
+    def __init__(self, url: str, prefix: str, *, local: MemoryBudgets | None = None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.local = local or MemoryBudgets()
+        self._client: Any = None
+        self._reserve: Any = None
+        self._settle: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.healthy = True
+        self.last_error: str | None = None
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            self._client = aioredis.from_url(self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+            self._reserve = self._client.register_script(RESERVE)
+            self._settle = self._client.register_script(SETTLE)
+        return self._client
+
+    def spent_key(self, scope: str, period: str) -> str:
+        """The Redis key of a scope's spend in a period (`Periods.key`)."""
+        return f"{self.prefix}:budget:spent:{scope}:{period}"
+
+    def _keys(self, scopes: Sequence[BudgetScope], periods: Periods) -> list[str]:
+        keys: list[str] = []
+        for scope in scopes:
+            keys += [self.spent_key(scope.name, periods.key(period)) for period in PERIODS]
+            keys += [f"{self.prefix}:budget:held:{scope.name}", f"{self.prefix}:budget:leases:{scope.name}"]
+        return keys
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.healthy:
+            logger.warning("Redis unavailable: budgets are counted per replica until it returns: %s",
+                           self.last_error)
+        self.healthy = False
+
+    async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float, periods: Periods) -> BudgetDecision:
+        """Admit or refuse in one script; this replica's own counters decide while Redis is away."""
+        hold = Hold(self, scopes, amount_usd, periods)
+        args: list[int | float | str] = [len(scopes), hold.lease, repr(amount_usd), HOLD_TTL_MS]
+        for scope in scopes:
+            args += [-1 if limit is None else limit for limit in (scope.limits.daily_usd, scope.limits.monthly_usd)]
+        try:
+            self._redis()
+            reply = await self._reserve(keys=self._keys(scopes, periods), args=args)
+        except _FAILURES as exc:
+            self._failed(exc)
+            return self.local.reserve_now(scopes, amount_usd, periods)
+        if not self.healthy:
+            logger.info("Redis reachable again: budgets are shared by every replica")
+        self.healthy = True
+        if int(reply[0]) == 0:
+            return BudgetDecision(hold=hold)
+        scope, period = scopes[int(reply[0]) - 1], PERIODS[int(reply[1]) - 1]
+        limit = scope.limits.limit(period)
+        reason: RefusalReason = "exhausted" if _text(reply[2]) == "exhausted" else "held"
+        return BudgetDecision(refusal=BudgetRefusal(scope.name, period, reason, float(limit or 0.0),
+                                                    float(_text(reply[3])), float(_text(reply[4])),
+                                                    periods.ends_at(period)))
+
+    def settle(self, hold: Hold, actual_usd: float, holding: bool) -> None:
+        """Settle in Redis in the background, and in this process's own counters now."""
+        self.local.settle(hold, actual_usd, holding)
+        periods = hold.periods
+        args: list[str | int] = [hold.lease, repr(actual_usd), int((periods.day_ends_at + GRACE_S) * 1000),
+                                 int((periods.month_ends_at + GRACE_S) * 1000)]
+        self._spawn(self._settle_in_redis(self._keys(hold.scopes, periods), args))
+
+    async def _settle_in_redis(self, keys: list[str], args: list[str | int]) -> None:
+        try:
+            self._redis()
+            await self._settle(keys=keys, args=args)
+        except _FAILURES as exc:
+            self._failed(exc)
+
+    async def seed(self, totals: Sequence[SpentTotal], periods: Periods) -> None:
+        """Start the shared counters that do not exist (a fresh Redis) from the persisted spend, and this
+        process's own counters too."""
+        self.local.seed_now(totals, periods)
+        current = {periods.key(period): periods.ends_at(period) for period in PERIODS}
+        wanted = [total for total in totals if total.period in current]
+        if not wanted:
+            return
+        try:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for total in wanted:
+                    pipe.set(self.spent_key(total.scope, total.period), repr(total.usd), nx=True,
+                             pxat=int((current[total.period] + GRACE_S) * 1000))
+                await pipe.execute()
+        except _FAILURES as exc:
+            self._failed(exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Finish settlements and close the connection pool."""
+        await self.drain()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,28 @@
+"""Building the budgets of one proxy process from its settings."""
+
+from __future__ import annotations
+
+from router.budgets.admission import Budgets, SpendHistory
+from router.budgets.core import BudgetCounters, MemoryBudgets
+from router.budgets.estimate import CostEstimator
+from router.costs import PriceBook
+from router.metrics import Metrics
+from router.providers.registry import ProviderRegistry
+from router.settings import Settings
+
+
+def build_budgets(settings: Settings, registry: ProviderRegistry, prices: PriceBook, metrics: Metrics,
+                  history: SpendHistory | None = None) -> Budgets:
+    """Budgets counted in Redis when the rate limiter's counters are (shared by every replica), else in this
+    process; started from the persisted spend when there is a ledger to read."""
+    auth = settings.auth
+    url = auth.limiter_redis_url
+    counters: BudgetCounters
+    if url is None:
+        counters = MemoryBudgets()
+    else:
+        from router.budgets.redis_budgets import RedisBudgets
+
+        counters = RedisBudgets(url, auth.redis_prefix)
+    estimator = CostEstimator(prices, registry, settings.cascade_rules, settings.model_info)
+    return Budgets(counters, estimator, metrics, history=history)

@@ -1,0 +1,250 @@
+"""The spend ledger: every finished request's cost row, queued without blocking and written in batches by one task.
+
+`post` never blocks and never raises (a full queue drops the row and counts it). The writer task takes up to
+`batch_size` rows, or what arrived within `flush_interval_ms`, and inserts them in one transaction off the event
+loop (SQLite on a worker thread, PostgreSQL through asyncpg). When the database refuses, the batch is appended to
+the spool file (fsynced) and replayed, in order, once the database answers again. `stop` writes (or spools)
+everything queued before it returns, so a normal shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from router.budgets.core import Periods, SpentTotal
+from router.metrics import Metrics
+from router.spend.records import SpendRecord, UsageQuery, UsageRow, spend_record
+from router.spend.settings import SpendSettings
+from router.spend.stores import SpendStore, open_spend_store
+from router.storage.spool import Spool
+
+if TYPE_CHECKING:
+    from router.pipeline.outcome import Outcome
+
+logger = logging.getLogger("router.spend")
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+READ_WAIT_S = 5.0
+Marker = asyncio.Future[None]
+"""A flush request: resolved once every row queued before it is written (or spooled)."""
+Item = SpendRecord | Marker
+
+
+def build_spend_ledger(settings: SpendSettings, metrics: Metrics) -> SpendLedger | None:
+    """The ledger the settings name; None when it is off or has no database (settings not from `load_settings`)."""
+    if not settings.enabled or settings.url is None:
+        return None
+    return SpendLedger(open_spend_store(settings.url), settings, metrics)
+
+
+class SpendLedger:
+    """A queue of spend rows, the task that writes them, and the reads of `/v1/usage` and the budgets."""
+
+    def __init__(self, store: SpendStore, settings: SpendSettings, metrics: Metrics) -> None:
+        self.store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._queue: asyncio.Queue[Item] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._spool = Spool(Path(settings.spool_path)) if settings.spool_path else None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_MIN_S
+        self.healthy = True
+        self.last_error: str | None = None
+        self._counts = {"written": 0, "dropped": 0, "spooled": 0}
+
+    async def start(self) -> None:
+        """Start the writer (the database is opened by the first write)."""
+        if self._task is None:
+            self._queue = asyncio.Queue(maxsize=self._settings.queue_size)
+            self._task = asyncio.create_task(self._run(), name="spend-ledger")
+
+    def post(self, outcome: Outcome) -> None:
+        """Queue a finished request's row; never blocks, never raises."""
+        try:
+            record = spend_record(outcome)
+        except Exception:  # the books must never fail a request, nor the records that follow this one
+            logger.exception("the spend row of %s could not be built", outcome.call.request_id)
+            self._drop(1)
+            return
+        self.post_record(record)
+
+    def post_record(self, record: SpendRecord) -> None:
+        """Queue a row (dropped and counted when the queue is full or the ledger is not running)."""
+        if self._queue is None:
+            self._drop(1)
+            return
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._drop(1)
+
+    def _drop(self, count: int) -> None:
+        self._counts["dropped"] += count
+        self._metrics.inc("cascadeflow_spend_records_total", float(count), result="dropped")
+
+    async def flush(self) -> None:
+        """Return once every row posted before the call is written (or spooled)."""
+        if self._queue is None or self._task is None or self._task.done():
+            return
+        marker: Marker = asyncio.get_running_loop().create_future()
+        await self._queue.put(marker)
+        await marker
+
+    async def stop(self) -> None:
+        """Write what is queued, stop the writer and close the database."""
+        await self.flush()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._queue = None
+        await self.store.close()
+
+    async def usage(self, query: UsageQuery) -> list[UsageRow]:
+        """The sums a query asks for, this process's queued rows included."""
+        try:
+            await asyncio.wait_for(self.flush(), READ_WAIT_S)
+        except TimeoutError:
+            logger.warning("usage read before the spend queue was written")
+        return await self.store.usage(query)
+
+    async def history(self, periods: Periods) -> list[SpentTotal]:
+        """The persisted spend per budget scope (key, user, tier) in the current day and month."""
+        totals: dict[tuple[str, str], float] = {}
+        for day, key_id, user, tier, usd in await self.store.scope_totals(f"{periods.month}-01"):
+            names = [f"key:{key_id}"] + ([f"user:{user}"] if user else []) + ([f"tier:{tier}"] if tier else [])
+            for period in [periods.key("monthly")] + ([periods.key("daily")] if day == periods.day else []):
+                for name in names:
+                    totals[(name, period)] = totals.get((name, period), 0.0) + usd
+        return [SpentTotal(scope, period, usd) for (scope, period), usd in totals.items()]
+
+    def status(self) -> dict[str, object]:
+        """For /ready."""
+        return {"healthy": self.healthy, "queued": self._queue.qsize() if self._queue is not None else 0,
+                **self._counts, "last_error": self.last_error}
+
+    # --- the writer task -----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            try:
+                first = await asyncio.wait_for(queue.get(), self._retry_delay if not self.healthy else None)
+            except TimeoutError:
+                await self._replay()  # idle while the database is down: try the spool again
+                continue
+            batch, markers = await self._gather(queue, first)
+            try:
+                if batch:
+                    await self._persist(batch)
+            except Exception:  # a bug must not kill the writer (flush() would wait forever)
+                logger.exception("the spend ledger writer failed on a batch")
+            finally:
+                for marker in markers:
+                    if not marker.done():
+                        marker.set_result(None)
+
+    async def _gather(self, queue: asyncio.Queue[Item], first: Item) -> tuple[list[SpendRecord], list[Marker]]:
+        """Rows until `batch_size`, a flush marker, or `flush_interval_ms` after the first."""
+        batch: list[SpendRecord] = []
+        markers: list[Marker] = []
+        item = first
+        deadline = time.monotonic() + self._settings.flush_interval_ms / 1000.0
+        while True:
+            if isinstance(item, SpendRecord):
+                batch.append(item)
+            else:
+                markers.append(item)
+                return batch, markers
+            if len(batch) >= self._settings.batch_size:
+                return batch, markers
+            try:
+                item = queue.get_nowait()
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return batch, markers
+            try:
+                item = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                return batch, markers
+
+    async def _persist(self, batch: list[SpendRecord]) -> None:
+        if self._spool is not None and self._spool.path.exists():
+            await self._replay()  # rows spooled earlier go first
+        if self.healthy or time.monotonic() >= self._retry_at:
+            try:
+                await self.store.write(batch)
+                self._written(len(batch))
+                return
+            except Exception as exc:  # any database failure: the rows go to the spool
+                self._failed(exc)
+        await self._to_spool(batch)
+
+    def _written(self, count: int) -> None:
+        self._counts["written"] += count
+        self._metrics.inc("cascadeflow_spend_records_total", float(count), result="written")
+        if not self.healthy:
+            logger.info("spend ledger database writable again")
+        self.healthy, self._retry_delay = True, RETRY_MIN_S
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.healthy:
+            logger.error("spend ledger write failed (%s); rows go to the spool until it answers", self.last_error)
+        self.healthy = False
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2.0, RETRY_MAX_S)
+
+    async def _to_spool(self, batch: Sequence[SpendRecord]) -> None:
+        if self._spool is None:
+            self._drop(len(batch))
+            logger.error("spend ledger down and no spool configured: %d rows lost", len(batch))
+            return
+        try:
+            await asyncio.to_thread(self._spool.append, [orjson.dumps(row.to_json()).decode() for row in batch])
+        except OSError as exc:
+            self._drop(len(batch))
+            logger.error("spend spool %s unwritable (%s): %d rows lost", self._spool.path, exc, len(batch))
+            return
+        self._counts["spooled"] += len(batch)
+        self._metrics.inc("cascadeflow_spend_records_total", float(len(batch)), result="spooled")
+
+    async def _replay(self) -> None:
+        """Write the spooled rows, if the database answers (the file is taken by renaming it, so one process of
+        several sharing it replays each row)."""
+        spool = self._spool
+        if spool is None or not spool.path.exists() or (not self.healthy and time.monotonic() < self._retry_at):
+            return
+        taken = spool.path.with_name(f"{spool.path.name}.{os.getpid()}.replay")
+        try:
+            os.replace(spool.path, taken)
+            lines = (await asyncio.to_thread(taken.read_text, encoding="utf-8")).splitlines()
+        except OSError:
+            return
+        rows = []
+        for line in lines:
+            try:
+                rows.append(SpendRecord.of_json(orjson.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                logger.warning("skipping an unreadable spend spool line")
+        try:
+            for start in range(0, len(rows), self._settings.batch_size):
+                await self.store.write(rows[start:start + self._settings.batch_size])
+            self._written(len(rows))
+        except Exception as exc:  # still down: the rows go back to the spool, to be replayed later
+            self._failed(exc)
+            await asyncio.to_thread(spool.append, lines)
+        await asyncio.to_thread(taken.unlink, missing_ok=True)
