@@ -15,15 +15,20 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from router import __version__
-from router.api import llm, meta
+from router.api import admin, llm, meta, usage
 from router.api.errors import install_error_handlers, render_exception
 from router.api.llm import HOT_PATHS
 from router.errors import UpstreamError
 from router.metrics import Metrics
+from router.observability.middleware import observe
+from router.observability.tracing import Tracing
+from router.reload import ConfigReloader, ConfigSource
 from router.services import Services
 from router.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from router.embedding.encoder import Encoder
 
 logger = logging.getLogger("router.app")
@@ -41,6 +46,12 @@ class HotPathApp:
         self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":  # a request id, a log line and a span for every request
+            await observe(self._dispatch, self.state, scope, receive, send)
+        else:
+            await self.fastapi(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = HOT_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
         if handler is None or scope.get("method") != "POST":
             await self.fastapi(scope, receive, send)
@@ -108,35 +119,53 @@ async def _sample_gauges(services: Services) -> None:
         await asyncio.sleep(GAUGE_INTERVAL_S)
 
 
-def create_app(settings: Settings, encoder: Encoder | None = None) -> HotPathApp:
-    """A proxy application for these settings (an already loaded encoder may be shared, e.g. by tests)."""
+def create_app(settings: Settings, encoder: Encoder | None = None, *, config: ConfigSource | None = None,
+               span_exporter: SpanExporter | None = None) -> HotPathApp:
+    """A proxy application for these settings (an already loaded encoder may be shared, e.g. by tests); with
+    `config`, the file they came from is reloaded live; `span_exporter` replaces the OTLP exporter (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.tracing = Tracing.build(settings.tracing, span_exporter)
         services = Services.build(settings, encoder)
         await services.start()
         app.state.services = services
         sampler = asyncio.create_task(_sample_gauges(services)) if services.metrics.shared else None
+        reloader = ConfigReloader(config, services, settings.reload, services.metrics) if config else None
+        app.state.reloader = reloader
+        if reloader is not None:
+            reloader.start()
         try:
             yield
         finally:
+            if reloader is not None:
+                await reloader.stop()
             if sampler is not None:
                 sampler.cancel()
                 with suppress(asyncio.CancelledError):
                     await sampler
             await services.stop()
             services.metrics.close()
+            if app.state.tracing is not None:
+                await asyncio.to_thread(app.state.tracing.shutdown)
 
     app = FastAPI(title="CascadeFlow Router", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.include_router(llm.router)
     app.include_router(meta.router)
+    app.include_router(usage.router)
+    app.include_router(admin.router)
     return HotPathApp(app)
 
 
 def create_app_from_environment() -> HotPathApp:
-    """Factory for `uvicorn --factory` and multi-worker start: settings from CASCADEFLOW_CONFIG."""
+    """Factory for `uvicorn --factory` and multi-worker start: settings from CASCADEFLOW_CONFIG (each worker
+    logs as the settings say, and reloads the file itself)."""
+    from router.observability.logs import configure_logging
     from router.settings import config_path_from_environment
 
-    return create_app(load_settings(config_path_from_environment()))
+    path = config_path_from_environment()
+    settings = load_settings(path)
+    configure_logging(settings.logging, settings.server.log_level)
+    return create_app(settings, config=ConfigSource(path) if path is not None else None)

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from router.auth_keys.admission import KeyPrincipal, KeyStoreUnavailableError, admitted
-from router.auth_keys.limits import Limiter, Limits, MemoryLimiter, Scope
+from router.auth_keys.limits import Decision, Limiter, Limits, MemoryLimiter, Scope
 from router.auth_keys.records import StoredKey, hash_key, looks_like_proxy_key
 from router.auth_keys.store import KeyDirectory, KeyStore, open_key_store
-from router.auth_settings import AuthPolicy, AuthSettings
+from router.auth_settings import AuthPolicy, AuthSettings, LimitSettings
+from router.budgets.core import BudgetLimits, BudgetScope
 from router.errors import AuthenticationError, ConfigError
 from router.types import Answer, AuthMode, ClientCall, Principal
+
+if TYPE_CHECKING:
+    from router.budgets.admission import Budgets
+    from router.metrics import Metrics
 
 __all__ = ["Authenticator", "hash_key", "presented_keys"]
 logger = logging.getLogger("router.auth")
@@ -47,9 +53,14 @@ class Authenticator:
     """Maps a request's headers to a Principal (or raises AuthenticationError) and admits keyed requests."""
 
     def __init__(self, settings: AuthSettings, *, store: KeyStore | None = None,
-                 limiter: Limiter | None = None) -> None:
+                 limiter: Limiter | None = None, budgets: Budgets | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self._configured = {entry.key_sha256: entry for entry in settings.keys}
+        self._admins = frozenset(settings.admin_keys)
+        self._merged: dict[tuple[str | None, str], LimitSettings] = {}
+        self.budgets = budgets
         if store is None and settings.store is not None and settings.mode != "pass_through":
             store = open_key_store(settings.store, redis_prefix=settings.redis_prefix)
         self.directory = KeyDirectory(store, settings.refresh_interval_s)
@@ -83,44 +94,70 @@ class Authenticator:
             digest = hash_key(key)
             configured = self._configured.get(digest)
             if configured is not None:
-                return self._principal(configured.key_id, configured.user, configured.tier,
-                                       Limits(configured.rpm, configured.tpm, configured.max_concurrent))
+                return self._principal(configured.key_id, configured.user, configured.tier, configured,
+                                       configured.admin or digest in self._admins)
             stored = view.active.get(digest)
             if stored is not None:
-                return self._stored_principal(stored)
+                return self._stored_principal(stored, digest in self._admins)
             if digest in view.revoked:
                 raise AuthenticationError("API key revoked")
         if policy == "hybrid" and keys and not any(looks_like_proxy_key(key) for key in keys):
-            return _pass_through(headers, keys)  # a provider's own key, forwarded
+            return _pass_through(headers, keys, own_key_only=True)  # a provider's own key, forwarded, never ours
         if not keys:
             raise AuthenticationError("missing API key: send it in x-api-key or Authorization: Bearer")
         if not self.directory.loaded:
             raise KeyStoreUnavailableError("the key store cannot be read; try again shortly")
         raise AuthenticationError("invalid API key")
 
-    def _stored_principal(self, key: StoredKey) -> KeyPrincipal:
-        return self._principal(key.id, key.user, key.tier, Limits(key.rpm, key.tpm, key.max_concurrent))
+    def _stored_principal(self, key: StoredKey, admin: bool) -> KeyPrincipal:
+        own = LimitSettings.model_construct(rpm=key.rpm, tpm=key.tpm, max_concurrent=key.max_concurrent,
+                                            daily_budget_usd=key.daily_budget_usd,
+                                            monthly_budget_usd=key.monthly_budget_usd)
+        return self._principal(key.id, key.user, key.tier, own, admin or key.admin)
 
-    def _principal(self, key_id: str, user: str, tier: str | None, own: Limits) -> KeyPrincipal:
-        """A keyed caller and the scopes it is limited in: its key, its user (the tier's limits) and the tier."""
-        scopes = [Scope(f"key:{key_id}", own)] if own.any else []
+    def _principal(self, key_id: str, user: str, tier: str | None, own: LimitSettings, admin: bool) -> KeyPrincipal:
+        """A keyed caller and the scopes it is limited in: its key, its user (the tier's limits and budgets, under
+        the user's own overrides in `auth.users`) and the tier (`total`)."""
         tier = tier or self.settings.default_tier
         settings = self.settings.tiers.get(tier) if tier is not None else None
+        per_user = self._per_user(tier, user) if user in self.settings.users else settings or LimitSettings()
+        named = [(f"key:{key_id}", own), (f"user:{user}", per_user)]
         if settings is not None:
-            per_user = Limits(settings.rpm, settings.tpm, settings.max_concurrent)
-            total = Limits(settings.total.rpm, settings.total.tpm, settings.total.max_concurrent)
-            scopes += [Scope(f"user:{user}", per_user)] if per_user.any else []
-            scopes += [Scope(f"tier:{tier}", total)] if total.any else []
+            named.append((f"tier:{tier}", settings.total))
+        scopes = [Scope(name, limits) for name, limits in ((name, _limits(each)) for name, each in named) if limits.any]
+        budgets = [BudgetScope(name, limits) for name, limits in ((name, _budget(each)) for name, each in named)
+                   if limits.any]
         return KeyPrincipal(tenant="user:" + user, mode="proxy_key", key_id=key_id, user=user, tier=tier,
-                            scopes=tuple(scopes))
+                            scopes=tuple(scopes), budgets=tuple(budgets), admin=admin)
+
+    def _per_user(self, tier: str | None, user: str) -> LimitSettings:
+        """A user's limits and budgets: the tier's, under the user's own in `auth.users` (built once)."""
+        merged = self._merged.get((tier, user))
+        if merged is None:
+            base = self.settings.tiers[tier].model_dump(exclude={"total"}) if tier in self.settings.tiers else {}
+            merged = LimitSettings(**{**base, **self.settings.users[user].model_dump(exclude_none=True)})
+            self._merged[(tier, user)] = merged
+        return merged
 
     async def admitted(self, call: ClientCall, handle: Callable[[ClientCall], Awaitable[Answer]]) -> Answer:
-        """The answer to a call, or a 429 in its dialect when one of its key's limits is reached."""
-        return await admitted(self.limiter, call, handle)
+        """The answer to a call, or a 429 in its dialect when one of its key's budgets or limits is reached (the
+        budgets are checked first: a request they refuse is not counted against the rate limits)."""
+        if self.budgets is None:
+            return await admitted(self.limiter, call, handle, self._refused)
+        return await self.budgets.admitted(
+            call, lambda admissible: admitted(self.limiter, admissible, handle, self._refused))
+
+    def _refused(self, principal: KeyPrincipal, decision: Decision) -> None:
+        """Count a 429 of the rate limits by the kind of limit and the caller's tier (no key, no user)."""
+        if self.metrics is not None:
+            self.metrics.inc("cascadeflow_rate_limit_refusals_total", reason=decision.refused_by or "requests",
+                             tier=principal.tier or "none")
 
     async def start(self) -> None:
-        """Read the key store once (a failure is logged; requests retry it)."""
+        """Read the key store once (a failure is logged; requests retry it), and start the budget counters."""
         await self.directory.refresh()
+        if self.budgets is not None:
+            await self.budgets.start()
 
     def status(self) -> dict[str, object]:
         """For readiness: the mode, and the key store's state when there is one."""
@@ -130,14 +167,25 @@ class Authenticator:
         return status
 
     async def stop(self) -> None:
-        """Close the key store and the limiter's connections."""
+        """Close the key store's, the limiter's and the budgets' connections."""
         await self.limiter.close()
+        if self.budgets is not None:
+            await self.budgets.close()
         if self.directory.store is not None:
             await self.directory.store.close()
 
 
-def _pass_through(headers: Mapping[str, str], keys: list[str]) -> Principal:
-    """A caller whose own key headers are forwarded to providers of its dialect."""
+def _limits(settings: LimitSettings) -> Limits:
+    return Limits(settings.rpm, settings.tpm, settings.max_concurrent)
+
+
+def _budget(settings: LimitSettings) -> BudgetLimits:
+    return BudgetLimits(settings.daily_budget_usd, settings.monthly_budget_usd)
+
+
+def _pass_through(headers: Mapping[str, str], keys: list[str], *, own_key_only: bool = False) -> Principal:
+    """A caller whose own key headers are forwarded to providers of its dialect (`own_key_only`: and who never
+    spends a provider's configured key, as in hybrid mode, where only a valid proxy key may)."""
     forwarded = tuple((name, headers[name]) for name in ("x-api-key", "authorization") if headers.get(name))
     tenant = "key:" + hash_key(keys[0])[:16] if keys else "anonymous"
-    return Principal(tenant=tenant, mode="pass_through", credential_headers=forwarded)
+    return Principal(tenant=tenant, mode="pass_through", credential_headers=forwarded, own_key_only=own_key_only)

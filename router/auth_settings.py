@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 
 
 class LimitSettings(_Strict):
-    """Rate limits (each unset one does not apply)."""
+    """Rate limits and USD budgets (each unset one does not apply)."""
 
     rpm: int | None = Field(None, ge=1)
     """Requests per minute."""
@@ -34,11 +34,15 @@ class LimitSettings(_Strict):
     """Tokens per minute: estimated input tokens on admission, reconciled with the real usage at the end."""
     max_concurrent: int | None = Field(None, ge=1)
     """Requests in flight at once."""
+    daily_budget_usd: float | None = Field(None, ge=0.0)
+    """USD spent per UTC day (the actual cost: cache tokens and thrown-away drafts included)."""
+    monthly_budget_usd: float | None = Field(None, ge=0.0)
+    """USD spent per UTC calendar month."""
 
 
 class TierSettings(LimitSettings):
-    """A tier: its limits hold for each user of the tier (across all of the user's keys); `total` caps the tier's
-    users together."""
+    """A tier: its limits and budgets hold for each user of the tier (across all of the user's keys; `auth.users`
+    overrides them for one user); `total` caps the tier's users together."""
 
     total: LimitSettings = Field(default_factory=LimitSettings)
 
@@ -51,14 +55,13 @@ class ProxyKey(LimitSettings):
     id: str | None = None
     """A non-secret name for the key (default `cfg-` and the digest's first 10 characters)."""
     tier: str | None = None
+    admin: bool = False
+    """An admin key: may read everyone's usage and the admin endpoints (as the digests of `auth.admin_keys`)."""
 
     @field_validator("key_sha256")
     @classmethod
     def _is_digest(cls, value: str) -> str:
-        value = value.lower()
-        if not _SHA256_HEX.match(value):
-            raise ValueError("must be a 64-character SHA-256 hex digest (see `cascadeflow keys hash`)")
-        return value
+        return _digest(value)
 
     @property
     def key_id(self) -> str:
@@ -74,7 +77,11 @@ class AuthSettings(_Strict):
     other key is forwarded as a provider key. Unset: api_key when a proxy key exists (here or in the store),
     else pass_through."""
     keys: list[ProxyKey] = Field(default_factory=list)
+    admin_keys: list[str] = Field(default_factory=list)
+    """SHA-256 digests of admin keys (in `keys` or in the store): they may read everyone's usage."""
     tiers: dict[str, TierSettings] = Field(default_factory=dict)
+    users: dict[str, LimitSettings] = Field(default_factory=dict)
+    """Per user: limits and budgets that override the user's tier's (for that user alone)."""
     default_tier: str | None = None
     """The tier of keys created without one."""
     store: str | None = None
@@ -89,6 +96,11 @@ class AuthSettings(_Strict):
     redis_url: str | None = None
     """The Redis of the limiter (unset in a loaded config: the key store's or the semantic cache's Redis)."""
     redis_prefix: str = Field("cascadeflow:auth", min_length=1)
+
+    @field_validator("admin_keys")
+    @classmethod
+    def _are_digests(cls, values: list[str]) -> list[str]:
+        return [_digest(value) for value in values]
 
     @field_validator("store")
     @classmethod
@@ -120,6 +132,13 @@ class AuthSettings(_Strict):
         if self.redis_url is not None:
             return self.redis_url
         return self.store if self.store is not None and is_redis(self.store) else None
+
+
+def _digest(value: str) -> str:
+    value = value.lower()
+    if not _SHA256_HEX.match(value):
+        raise ValueError("must be a 64-character SHA-256 hex digest (see `cascadeflow keys hash`)")
+    return value
 
 
 def is_redis(url: str) -> bool:

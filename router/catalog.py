@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from router.errors import UpstreamError
-from router.providers.registry import ProviderRegistry, upstream_headers
+from router.providers.registry import NoCredentials, ProviderRegistry, upstream_headers
 from router.settings import ProviderKind, Settings
 from router.types import JSONObject, Principal
 
@@ -84,11 +84,11 @@ class ModelCatalog:
         provider = self._registry.default_for(family)
         if provider is None:
             return []
-        request_headers = upstream_headers(provider, headers, principal, client_family=family)
         try:
+            request_headers = upstream_headers(provider, headers, principal, client_family=family)
             reply = await provider.request("GET", "/v1/models?limit=1000", None, request_headers, timeout_s=5.0)
             data = orjson.loads(reply.body)
-        except (UpstreamError, orjson.JSONDecodeError) as exc:
+        except (UpstreamError, NoCredentials, orjson.JSONDecodeError) as exc:
             logger.info("model list of provider %s unavailable: %s", provider.name, exc)
             return []
         items = data.get("data") if isinstance(data, dict) else None

@@ -5,13 +5,15 @@
     └── ProxyError                  anything answered to a client with an HTTP status
         ├── InvalidRequestError     400  malformed JSON, invalid request
         ├── AuthenticationError     401  missing or unknown key
+        ├── PermissionDeniedError   403  a known caller, not allowed this (an admin endpoint)
         ├── NotFoundError           404  unknown path or model
         ├── PayloadTooLargeError    413  body over server.max_body_bytes
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
             ├── UpstreamTimeoutError 504 no answer in time
             ├── UpstreamUnreachableError 502 connection failed
-            └── UpstreamMalformedError   502 an answer that is not what its wire format promises
+            ├── UpstreamMalformedError   502 an answer that is not what its wire format promises
+            └── UpstreamUnavailableError 503 the provider's circuit is open: it is not called for now
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class AuthenticationError(ProxyError):
 
     status = 401
     kind = "authentication_error"
+
+
+class PermissionDeniedError(ProxyError):
+    """The caller is known but may not do this (an admin endpoint without an admin key)."""
+
+    status = 403
+    kind = "permission_error"
 
 
 class NotFoundError(ProxyError):
@@ -118,6 +127,17 @@ class UpstreamMalformedError(UpstreamError):
 
     status = 502
     kind = "api_error"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The provider failed too often lately (its circuit breaker is open): not called until `retry_after_s`."""
+
+    status = 503
+    kind = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 STATUS_KINDS: dict[int, ErrorKind] = {

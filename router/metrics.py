@@ -73,6 +73,18 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     "cascadeflow_upstream_errors_total": _counter(
         "Upstream errors that failed a request before its answer began, by error kind and HTTP status.",
         "kind", "status"),
+    "cascadeflow_upstream_call_errors_total": _counter(
+        "Failed upstream calls (every attempt, retried or not, and breaks after the first byte), by provider and "
+        "reason (an HTTP status, connection, connect_timeout, timeout, malformed, circuit_open).",
+        "provider", "reason"),
+    "cascadeflow_upstream_retries_total": _counter(
+        "Upstream calls retried, by provider and the reason the attempt before failed.", "provider", "reason"),
+    "cascadeflow_upstream_circuit_transitions_total": _counter(
+        "Circuit breaker changes by provider and the state entered (open, half_open, closed).", "provider", "state"),
+    "cascadeflow_fallbacks_total": _counter(
+        "Requests handed to a fallback model after the model before it failed, by the fallback model.", "model"),
+    "cascadeflow_config_reloads_total": _counter(
+        "Config file reloads by result (applied, unchanged, rejected).", "result"),
     "cascadeflow_dependency_errors_total": _counter(
         "Dependency failures (cache, encoder, outcome log, router, verifier) that degraded service.", "dependency"),
     # spend
@@ -81,6 +93,16 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
         "(exploration, grading).", "kind"),
     "cascadeflow_tokens_total": _counter("Tokens by kind (input, output) and tier (served, draft_wasted).",
                                          "kind", "tier"),
+    "cascadeflow_rate_limit_refusals_total": _counter(
+        "Requests refused with 429 by the proxy's own rate limits, by the limit that refused (requests, tokens, "
+        "concurrent, too_large: one request over a whole minute of tokens) and the caller's tier (none without one).",
+        "reason", "tier"),
+    "cascadeflow_budget_refusals_total": _counter(
+        "Requests refused by a USD budget, by period (daily, monthly), reason (exhausted; held: the rest is held by "
+        "requests in flight), scope kind (key, user, tier) and the caller's tier (none without one).",
+        "period", "reason", "scope", "tier"),
+    "cascadeflow_spend_records_total": _counter(
+        "Spend ledger rows by result (written, spooled while the database is down, dropped).", "result"),
     # learning
     "cascadeflow_router_predictions_total": _counter(
         "Learned router predictions, by whether the draft was skipped.", "skip"),
@@ -99,6 +121,9 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     "cascadeflow_cache_entries": MetricSpec("gauge", "Entries in the semantic cache (summed over workers)."),
     "cascadeflow_outcome_log_queue_depth": MetricSpec(
         "gauge", "Outcome records waiting in the log's write queue (summed over workers)."),
+    "cascadeflow_upstream_circuit_open": MetricSpec(
+        "gauge", "1 while a provider's circuit is open and its calls are refused (summed over workers).",
+        ("provider",)),
     # latencies
     "cascadeflow_request_duration_seconds": _histogram(
         "Whole requests, arrival to the last byte of the answer (or the failure).",

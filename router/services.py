@@ -8,20 +8,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.auth import Authenticator
+from router.budgets.setup import build_budgets
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline import Pipeline, Steps
 from router.pipeline.draft import DraftStep
+from router.pipeline.fallback import Fallbacks
 from router.pipeline.predict import PredictStep
 from router.pipeline.record import RecordStep
 from router.pipeline.serve import ServeStep
 from router.pipeline.verify import VerifyStep
 from router.providers.call import Upstream
 from router.providers.registry import ProviderRegistry
+from router.providers.resilience import UpstreamGuard, provider_checks
 from router.scoring import ConfidenceScorer
 from router.settings import Settings
+from router.spend.ledger import SpendLedger, build_spend_ledger
 
 if TYPE_CHECKING:
     from router.embedding.encoder import Encoder
@@ -43,11 +47,13 @@ class Services:
     pipeline: Pipeline
     catalog: ModelCatalog
     metrics: Metrics
+    guard: UpstreamGuard | None = None
     encoder: Encoder | None = None
     cache_step: CacheStep | None = None
     learned: LearnedRouter | None = None
     verifier: Verifier | None = None
     recorder: OutcomeRecorder | None = None
+    spend: SpendLedger | None = None
     _owned: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -55,8 +61,11 @@ class Services:
         """Wire the objects together (no I/O: `start` opens connections and loads models)."""
         registry = ProviderRegistry(settings)
         metrics = Metrics()
-        ledger = Ledger(PriceBook(model_info=settings.model_info), metrics)
-        upstream = Upstream(spend_client_keys=settings.labels.spend_client_keys)
+        prices = PriceBook(model_info=settings.model_info)
+        ledger = Ledger(prices, metrics)
+        guard = UpstreamGuard(settings.resilience, {name: (provider.retry, provider.breaker)
+                                                    for name, provider in settings.providers.items()}, metrics)
+        upstream = Upstream(spend_client_keys=settings.labels.spend_client_keys, guard=guard)
         if encoder is None and settings.embedding.enabled:
             from router.embedding.encoder import Encoder
 
@@ -78,16 +87,20 @@ class Services:
                                     embedding_model=MODEL_NAME,
                                     paired_skip=verifier.paired_skip_threshold if verifier is not None else None)
         recorder = cls._recorder(settings, registry, upstream, metrics, ledger, encoder)
-        record = RecordStep(ledger, metrics, recorder, cache)
+        spend = build_spend_ledger(settings.spend, metrics)
+        record = RecordStep(ledger, metrics, recorder, cache, spend=spend)
         steps = Steps(cache=cache,
                       predict=PredictStep(learned, encoder, metrics, logging_features=recorder is not None),
                       draft=DraftStep(registry, upstream, settings.model_info),
                       verify=VerifyStep(ConfidenceScorer(), verifier),
-                      serve=ServeStep(registry, upstream, ledger, record), record=record)
+                      serve=ServeStep(registry, upstream, ledger, record, Fallbacks(registry, metrics)), record=record)
         pipeline = Pipeline(registry, upstream, list(settings.cascade_rules), steps)
-        services = cls(settings=settings, registry=registry, authenticator=Authenticator(settings.auth),
-                       pipeline=pipeline, catalog=ModelCatalog(settings, registry), metrics=metrics,
-                       encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder)
+        budgets = build_budgets(settings, registry, prices, metrics, spend.history if spend is not None else None)
+        authenticator = Authenticator(settings.auth, budgets=budgets, metrics=metrics)
+        services = cls(settings=settings, registry=registry, authenticator=authenticator, pipeline=pipeline,
+                       catalog=ModelCatalog(settings, registry), metrics=metrics, guard=guard,
+                       encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder,
+                       spend=spend)
         services._owned = [semantic] if semantic is not None else []
         return services
 
@@ -121,6 +134,8 @@ class Services:
     async def start(self) -> None:
         """Open connections, load the encoder (in a thread), start the cache."""
         await self.registry.open()
+        if self.spend is not None:
+            await self.spend.start()
         await self.authenticator.start()
         if self.encoder is not None:
             if not self.encoder.loaded:
@@ -137,10 +152,7 @@ class Services:
 
     def readiness(self) -> dict[str, dict[str, object]]:
         """Each dependency's state for /ready; `required` ones decide readiness, others only degrade."""
-        checks: dict[str, dict[str, object]] = {
-            f"provider:{name}": {"ok": provider.is_open, "required": True, "base_url": provider.settings.base_url}
-            for name, provider in self.registry.providers.items()
-        }
+        checks = provider_checks(self.registry, self.guard)
         if self.encoder is not None:
             checks["encoder"] = {"ok": self.encoder.loaded, "required": False}
         for owned in self._owned:
@@ -149,6 +161,9 @@ class Services:
         if self.recorder is not None:
             status = self.recorder.log.status()
             checks["outcome_log"] = {"ok": bool(status.get("healthy", False)), "required": False, **status}
+        if self.spend is not None:
+            status = self.spend.status()
+            checks["spend_ledger"] = {"ok": bool(status.get("healthy", False)), "required": False, **status}
         if self.learned is not None:
             checks["learned_router"] = self.learned.status()
         if self.verifier is not None:
@@ -159,6 +174,8 @@ class Services:
     async def stop(self) -> None:
         """Drain background work, close connections."""
         await self.pipeline.drain()
+        if self.spend is not None:
+            await self.spend.stop()
         if self.learned is not None:
             await self.learned.stop()
         if self.verifier is not None:

@@ -43,6 +43,8 @@ class Principal:
     tenant: str
     mode: AuthMode
     credential_headers: tuple[tuple[str, str], ...] = ()
+    own_key_only: bool = False
+    """Its forwarded key is the only one it may spend: a provider's configured key never serves it (hybrid)."""
 
     def __repr__(self) -> str:
         return f"Principal(tenant={self.tenant!r}, mode={self.mode!r})"

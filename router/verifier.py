@@ -38,6 +38,10 @@ class Verifier:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verifier",
                                             initializer=single_threaded_openmp)
 
+    def reconfigure(self, settings: VerifierSettings) -> None:
+        """Judge with reloaded settings (the accept threshold; the artifact's source needs a restart)."""
+        self._settings = settings
+
     @property
     def artifact(self) -> RouterArtifact | None:
         """The artifact in use, if any."""

@@ -11,6 +11,9 @@ from router.replay.runner import BackgroundServer
 from router.settings import Settings
 
 ProxyFactory = Callable[..., BackgroundServer]
+NO_RETRIES_NOR_BREAKER: dict[str, Any] = {"retry": {"max_retries": 0}, "breaker": {"enabled": False}}
+"""Each request reaches the scripted upstream once, and its scripted failures open no circuit (tests/providers/
+turn both on)."""
 
 
 def proxy_settings(upstream_url: str, **sections: Any) -> Settings:
@@ -31,7 +34,7 @@ def proxy_settings(upstream_url: str, **sections: Any) -> Settings:
     data: dict[str, Any] = {"providers": providers, "models": models, "embedding": {"enabled": False},
                             "cache": {"enabled": False},
                             "outcome_log": {"enabled": False}, "learned_router": {"enabled": False},
-                            "verifier": {"enabled": False}, **sections}
+                            "verifier": {"enabled": False}, "resilience": NO_RETRIES_NOR_BREAKER, **sections}
     return Settings(**data)
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from router.api.errors import new_request_id
 from router.errors import InvalidRequestError, PayloadTooLargeError
+from router.observability.context import note_principal
 from router.services import Services
 from router.types import ClientCall, Dialect, Endpoint, JSONObject, Principal
 
@@ -24,8 +25,10 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def authenticate(request: Request, services: ServicesDep) -> Principal:
     """The caller, or AuthenticationError (401)."""
-    request.state.request_id = new_request_id()
-    return await services.authenticator.identify(request.headers)
+    request.state.request_id = getattr(request.state, "request_id", None) or new_request_id()  # set by the app
+    principal = await services.authenticator.identify(request.headers)
+    note_principal(principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

@@ -14,6 +14,7 @@ from router.cache.semantic import CacheHit, SemanticCache
 from router.embedding.encoder import Encoder
 from router.embedding.text import embedding_text
 from router.metrics import Metrics
+from router.observability.context import stage
 from router.settings import CacheSettings, CascadeRule
 from router.types import ClientCall, JSONObject
 
@@ -41,6 +42,10 @@ class CacheStep:
         self._metrics = metrics
         self._settings = settings
 
+    def reconfigure(self, settings: CacheSettings) -> None:
+        """Look up with reloaded settings (the threshold and sampling rule; the rest needs a restart)."""
+        self._settings = settings
+
     def wanted(self, rule: CascadeRule | None) -> bool:
         """Whether requests under this rule (None: without a rule) use the cache."""
         if rule is not None and rule.semantic_cache is not None:
@@ -60,7 +65,7 @@ class CacheStep:
         if exact is not None:
             return self._hit(scope.key, key, None, exact)
         try:
-            with self._metrics.timer("cascadeflow_embedding_duration_seconds", step="cache"):
+            with stage("embed"), self._metrics.timer("cascadeflow_embedding_duration_seconds", step="cache"):
                 vector = await self._encoder.embed(embedding_text(hub_request))
         except Exception:  # an encoder failure degrades to no cache, never a failed request
             logger.exception("embedding failed; serving without the cache")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.errors import ProxyError
+from router.observability.context import stage
 from router.pipeline.cache import CacheStep
 from router.pipeline.draft import DraftStep
 from router.pipeline.outcome import Clock, Plan, Request, RequestFeatures
@@ -62,7 +63,8 @@ class Pipeline:
         rule, control = decision.rule, decision.control
         if call.endpoint is Endpoint.COUNT_TOKENS:  # an alias counts on the model that would answer
             model = rule.strong_model if rule is not None else call.model
-            answer = await self._upstream.count_tokens(call, self._registry.resolve(model, call.dialect))
+            with stage("upstream", model=model):
+                answer = await self._upstream.count_tokens(call, self._registry.resolve(model, call.dialect))
             self._steps.record.count(call, "pass_through")  # nothing billed: counted, not recorded
             return answer
         cache = self._steps.cache
@@ -70,14 +72,18 @@ class Pipeline:
         hub = to_hub_request(call) if rule is not None or use_cache else None
         request = Request(call, clock, hub)
         if use_cache and cache is not None and hub is not None:
-            request = Request(call, clock, hub, await cache.lookup(call, hub, rule))
+            with stage("cache"):
+                request = Request(call, clock, hub, await cache.lookup(call, hub, rule))
             if request.lookup is not None and request.lookup.hit is not None:
                 return self._steps.serve.hit(request, Plan("cache", "semantic cache hit", rule), request.lookup.hit)
         if rule is None or hub is None or decision.route == "pass_through":
-            return await self._steps.serve.relay(request, Plan("pass_through", decision.reason), call.model)
+            with stage("upstream", model=call.model):
+                return await self._steps.serve.relay(request, Plan("pass_through", decision.reason), call.model)
         vector = request.lookup.vector if request.lookup is not None else None
-        features = await self._steps.predict.run(hub, vector, rule.verify.profile) if decision.route == "draft" else (
-            RequestFeatures(vector))
+        features = RequestFeatures(vector)
+        if decision.route == "draft":
+            with stage("classify"):
+                features = await self._steps.predict.run(hub, vector, rule.verify.profile)
         request = Request(call, clock, hub, request.lookup, features)
         prediction = features.prediction
         if decision.route == "strong":
@@ -89,22 +95,29 @@ class Pipeline:
             plan = await self._cascade(request, rule, control)
             if plan.route == "draft":
                 return self._steps.serve.draft(request, plan)
-        return await self._steps.serve.relay(request, plan, rule.strong_model)
+        with stage("strong", model=rule.strong_model, route=plan.route):
+            return await self._steps.serve.relay(request, plan, rule.strong_model)
 
     async def _cascade(self, request: Request, rule: CascadeRule, control: Control) -> Plan:
         """Draft, then verify: the plan says whether the draft is served or the strong model answers."""
         assert request.hub is not None
         try:
-            draft = await self._steps.draft.run(request.call, rule, request.hub)
+            with stage("draft", model=rule.draft_model):
+                draft = await self._steps.draft.run(request.call, rule, request.hub)
         except NotServableByDraft as exc:
             return Plan("strong", str(exc), rule, draft_status="skipped")
         if draft.failure is not None:
             return Plan("escalated", draft.failure, rule, draft, draft_status="failed")
         prediction = request.features.prediction
-        verdict = await self._steps.verify.run(draft, request.hub, rule, control,
-                                               prediction.p_good if prediction is not None else None)
+        with stage("score"):
+            verdict = await self._steps.verify.run(draft, request.hub, rule, control,
+                                                   prediction.p_good if prediction is not None else None)
         return Plan("draft" if verdict.accepted else "escalated", verdict.reason, rule, draft, verdict,
                     "accepted" if verdict.accepted else "rejected")
+
+    def reconfigure(self, rules: list[CascadeRule]) -> None:
+        """Serve new requests by these rules (a reloaded config); requests in flight keep theirs."""
+        self._rules = list(rules)
 
     async def drain(self) -> None:
         """Wait for background work (cache writes, labels, log writes) at shutdown."""

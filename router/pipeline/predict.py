@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from router.embedding.text import embedding_text
 from router.metrics import Metrics
+from router.observability.context import stage
 from router.pipeline.outcome import RequestFeatures
 from router.policy.features import structural_vector
 from router.types import JSONObject
@@ -41,7 +42,7 @@ class PredictStep:
             return RequestFeatures(vector)
         if vector is None and self._encoder is not None:
             try:
-                with self._metrics.timer("cascadeflow_embedding_duration_seconds", step="predict"):
+                with stage("embed"), self._metrics.timer("cascadeflow_embedding_duration_seconds", step="predict"):
                     vector = await self._encoder.embed(embedding_text(hub_request))
             except Exception:  # an encoder failure degrades to the plain cascade
                 logger.exception("embedding for the learned router failed; drafting first")

@@ -20,6 +20,7 @@ from router.embedding.text import embedding_text
 from router.learning_settings import OutcomeLogSettings
 from router.ledger import Ledger
 from router.metrics import Metrics
+from router.observability.context import note_call, note_outcome
 from router.pipeline.outcome import Outcome, Plan
 from router.policy.features import FEATURES_VERSION
 from router.scoring.extract import answer_text
@@ -28,6 +29,7 @@ from router.types import ClientCall
 if TYPE_CHECKING:
     from router.labeling import Labeler
     from router.pipeline.cache import CacheLookup, CacheStep
+    from router.spend.ledger import SpendLedger
     from router.storage import OutcomeLog
     from router.storage.records import OutcomeRecord
 
@@ -81,8 +83,9 @@ class RecordStep:
     """Counts, posts and logs finished requests."""
 
     def __init__(self, ledger: Ledger, metrics: Metrics, recorder: OutcomeRecorder | None,
-                 cache: CacheStep | None) -> None:
+                 cache: CacheStep | None, *, spend: SpendLedger | None = None) -> None:
         self._ledger = ledger
+        self._spend = spend
         self._metrics = metrics
         self._recorder = recorder
         self._cache = cache
@@ -94,10 +97,12 @@ class RecordStep:
 
     def count(self, call: ClientCall, route: str) -> None:
         """Count a request that bills nothing (a token count)."""
+        note_call(call, route)
         self._metrics.inc("cascadeflow_requests_total", endpoint=call.endpoint.value, route=route)
 
     def finish(self, outcome: Outcome, lookup: CacheLookup | None = None) -> None:
         """Everything that follows a finished request; never raises."""
+        note_outcome(outcome)  # for the request's log line and span
         try:
             self._finish(outcome, lookup)
         except Exception:  # the books must never fail a request
@@ -119,7 +124,9 @@ class RecordStep:
             self._metrics.observe("cascadeflow_strong_duration_seconds", strong_ms / 1000.0,
                                   model=plan.rule.strong_model, route=plan.route)
         self._ledger.post(outcome.ledger)
-        settle_usage(outcome.call.principal, outcome.ledger)  # a keyed request's tokens per minute
+        settle_usage(outcome.call.principal, outcome.ledger)  # a keyed request's tokens per minute and budgets
+        if self._spend is not None:
+            self._spend.post(outcome)
         served = outcome.served.message if outcome.served is not None and outcome.served.complete else None
         if lookup is not None and self._cache is not None and served is not None and not outcome.cache_hit:
             self._background.spawn(self._cache.remember(lookup, served, outcome.call.model))

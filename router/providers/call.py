@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,7 +24,8 @@ from router.protocol.sse import SSEDecoder, SSEEvent
 from router.protocol.streams import EARLY_END, ClientEncoder, error_frame, rewrite_model
 from router.protocol.tokens import estimate_input_tokens
 from router.providers.registry import NoCredentials, Target, upstream_headers
-from router.providers.transport import UpstreamStream
+from router.providers.resilience import UpstreamGuard
+from router.providers.transport import UpstreamReply, UpstreamStream
 from router.providers.wire import Completion, MalformedAnswer, StreamDecoder, StreamMode
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, JSONObject, StreamAnswer, client_family
 
@@ -33,6 +34,7 @@ _SSE = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no
 _DECODE_ERRORS = (MalformedAnswer, orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError)
 
 OnDone = Callable[[Completion], object]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,31 @@ class Buffered:
 
 
 class Upstream:
-    """Calls providers through their wire adapters."""
+    """Calls providers through their wire adapters, under each provider's retries and circuit breaker (`guard`)."""
 
-    def __init__(self, *, spend_client_keys: bool = False) -> None:
+    def __init__(self, *, spend_client_keys: bool = False, guard: UpstreamGuard | None = None) -> None:
         self._spend_client_keys = spend_client_keys
+        self._guard = guard
+
+    async def _guarded(self, target: Target, attempt: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """One call, before any of its answer reached the client: under the guard when there is one."""
+        if self._guard is None:
+            return await attempt()
+        return await self._guard.call(target.provider.name, attempt, retry=retry)
+
+    async def _post(self, target: Target, path: str, body: bytes, headers: dict[str, str]) -> UpstreamReply:
+        """A JSON answer, retried."""
+        return await self._guarded(target, lambda: target.provider.request("POST", path, body, headers))
+
+    async def _open(self, target: Target, path: str, body: bytes, headers: dict[str, str], *,
+                    retry: bool = True) -> UpstreamStream:
+        """A stream up to its first bytes (retried when `retry`); a later break is told to the breaker."""
+        if self._guard is None:
+            return await target.provider.stream(path, body, headers)
+        failed = self._guard.stream_failed(target.provider.name)
+        return await self._guard.call(target.provider.name,
+                                      lambda: target.provider.stream(path, body, headers, on_failure=failed),
+                                      retry=retry)
 
     def _headers(self, call: ClientCall, target: Target, *, background: bool = False) -> dict[str, str]:
         return upstream_headers(target.provider, call.headers, call.principal,
@@ -70,7 +93,7 @@ class Upstream:
                               orjson.dumps({"input_tokens": count}))
         body = orjson.dumps({**call.body, "model": target.upstream_model})
         path = target.wire.path(call.endpoint, call.query)
-        reply = await target.provider.request("POST", path, body, self._headers(call, target))
+        reply = await self._post(target, path, body, self._headers(call, target))
         return JSONAnswer(reply.status, {**reply.headers, **_JSON}, reply.body)
 
     async def relay(self, call: ClientCall, target: Target, *, needs_message: bool, on_done: OnDone) -> Relayed:
@@ -90,12 +113,12 @@ class Upstream:
         path = target.wire.path(call.endpoint, call.query)
         headers = self._headers(call, target)
         if call.stream:
-            upstream = await target.provider.stream(path, body, headers)
+            upstream = await self._open(target, path, body, headers)
             decoder = target.wire.decoder(StreamMode(events=False, message=needs_message, model=call.model))
             reframe = Reframe(call.model if renamed else None, drop_usage_chunk=asks_usage)
             frames = _raw_frames(call, upstream, decoder, reframe, on_done)
             return Relayed(StreamAnswer(upstream.status, _stream_headers(upstream), frames), None)
-        reply = await target.provider.request("POST", path, body, headers)
+        reply = await self._post(target, path, body, headers)
         try:
             data: Any = orjson.loads(reply.body)
             completion = target.wire.decode(data)
@@ -116,12 +139,12 @@ class Upstream:
         path = target.wire.path(call.endpoint, call.query)
         headers = self._headers(call, target)
         if call.stream:
-            upstream = await target.provider.stream(path, body, headers)
+            upstream = await self._open(target, path, body, headers)
             decoder = target.wire.decoder(StreamMode(events=True, message=True, model=call.model))
             encoder = ClientEncoder(call.dialect, call.model, call.body)
             frames = _translated_frames(upstream, decoder, encoder, on_done)
             return Relayed(StreamAnswer(upstream.status, _stream_headers(upstream), frames), None)
-        reply = await target.provider.request("POST", path, body, headers)
+        reply = await self._post(target, path, body, headers)
         try:
             completion = target.wire.decode(orjson.loads(reply.body))
         except _DECODE_ERRORS as exc:
@@ -153,8 +176,8 @@ class Upstream:
         decoder = target.wire.decoder(StreamMode(events=False, message=True, logprobs=logprobs, model=call.model))
         try:
             async with asyncio.timeout(timeout_s):
-                upstream = await target.provider.stream(target.wire.path(Endpoint.MESSAGES, _beta_query(call)),
-                                                        orjson.dumps(body), headers)
+                upstream = await self._open(target, target.wire.path(Endpoint.MESSAGES, _beta_query(call)),
+                                            orjson.dumps(body), headers, retry=False)
                 try:
                     await _drain(upstream, decoder)
                 finally:

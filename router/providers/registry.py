@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from router.errors import NotFoundError
+from router.errors import AuthenticationError, NotFoundError
 from router.providers.anthropic import AnthropicWire
 from router.providers.openai_chat import ChatWire
 from router.providers.openai_responses import ResponsesWire
@@ -87,13 +87,26 @@ class ProviderRegistry:
                 provider, upstream = found, model
         return Target(provider, upstream, wire_of(provider, dialect, buffered=buffered), dialect)
 
+    def fallback_models(self, model: str) -> list[str]:
+        """The `fallback_models` of the route that serves a model (none for a `provider/model` name)."""
+        prefix, slash, _ = model.partition("/")
+        if slash and prefix in self.providers:
+            return []
+        route = next((r for r in self._routes if fnmatch.fnmatchcase(model, r.match)), None)
+        return list(route.fallback_models) if route is not None else []
+
+    def reconfigure(self, routes: list[ModelRoute]) -> None:
+        """Resolve new requests by a reloaded routing table (its providers are the running ones)."""
+        self._routes = list(routes)
+
     def listed_models(self) -> list[str]:
         """Model names that the routing table names exactly (no glob patterns)."""
         return [route.match for route in self._routes if not any(ch in route.match for ch in "*?[")]
 
 
-class NoCredentials(Exception):
-    """Background work would have to spend the client's own key, which it did not ask for."""
+class NoCredentials(AuthenticationError):
+    """No key may pay for this call: background work would have to spend the client's own key, which it did not ask
+    for, or a hybrid caller's own key does not fit the provider and the configured one is not for it (401)."""
 
 
 def upstream_headers(provider: Provider, client_headers: Mapping[str, str], principal: Principal,
@@ -102,7 +115,8 @@ def upstream_headers(provider: Provider, client_headers: Mapping[str, str], prin
     """Headers for a provider: the client's own ones when the dialect matches, auth per the auth mode.
 
     Background work (exploration, grading) uses the provider's configured key; the client's forwarded key only
-    when `spend_client_keys` allows it, else NoCredentials is raised.
+    when `spend_client_keys` allows it, else NoCredentials is raised. A caller whose own key is its only one
+    (`own_key_only`, hybrid) never gets the configured key: NoCredentials instead.
     """
     headers: dict[str, str] = {}
     same_family = provider.kind == client_family
@@ -120,11 +134,13 @@ def upstream_headers(provider: Provider, client_headers: Mapping[str, str], prin
     )
     key = provider.settings.api_key.get_secret_value() if provider.settings.api_key is not None else None
     if background and forward_client and not spend_client_keys:
-        if key is None:
-            raise NoCredentials(f"provider {provider.name} has no key of its own for background work")
+        if key is None or principal.own_key_only:
+            raise NoCredentials(f"provider {provider.name} has no key for background work on this caller's behalf")
         forward_client = False
     if forward_client:
         headers.update(dict(principal.credential_headers))
+    elif principal.own_key_only:
+        raise NoCredentials(f"provider {provider.name} does not take this key; a proxy key is needed for its models")
     elif key is not None:
         if provider.kind == "anthropic":
             headers["x-api-key"] = key
