@@ -1,27 +1,31 @@
-"""The `cascadeflow` command line: proxy start, config check, keys (create, list, revoke, hash)."""
+"""The `cascadeflow` command line: proxy start, config check, keys (create, list, revoke, hash), usage."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from router.auth_keys.cli import add_keys_commands
+from router.auth_summary import describe_auth
 from router.config_errors import ConfigFileError
 from router.errors import ConfigError
 from router.local.cli import add_local_models_commands
 from router.settings import Settings, load_settings
+from router.spend.cli import add_usage_command
 
 
 def _banner(settings: Settings, port: int) -> str:
     server = settings.server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host.strip("[]")
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    mode = "proxy keys" if settings.auth.keys else "pass-through (clients send their own provider keys)"
+    mode = describe_auth(settings)  # reads the key store: keys made at run time count too
     return "\n".join([
         f"CascadeFlow Router listening on {base}  (auth: {mode})",
         "",
@@ -68,14 +72,23 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
 
 
 def _start(args: argparse.Namespace) -> int:
-    import uvicorn
+    from router.observability.logs import logging_configured
+    from router.observability.tracing import check_available
 
     overrides = {"server": {"host": args.host, "port": args.port, "workers": args.workers}}
     try:
         settings = load_settings(args.config, **overrides)
+        check_available(settings.tracing)
     except ConfigError as exc:
         print(f"cascadeflow: invalid configuration: {_config_problem(exc, args.config)}", file=sys.stderr)
         return 2
+    with logging_configured(settings.logging, settings.server.log_level):  # uvicorn's too (log_config=None)
+        return _serve(args, settings, overrides)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, overrides: dict[str, dict[str, Any]]) -> int:
+    import uvicorn
+
     server = settings.server
     try:  # bound before the banner and before the app starts (loading models takes seconds)
         sock = bind_listener(server.host, server.port)
@@ -94,12 +107,18 @@ def _start(args: argparse.Namespace) -> int:
 
         with multiprocess_directory():  # PROMETHEUS_MULTIPROC_DIR: /metrics sums every worker's values
             uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
-                        port=port, workers=server.workers, log_level=server.log_level)
+                        port=port, workers=server.workers, log_level=server.log_level, log_config=None,
+                        access_log=False,
+                        timeout_graceful_shutdown=math.ceil(server.shutdown_grace_s))
         return 0
     print(_banner(settings, port), flush=True)
     from router.app import create_app
+    from router.reload import ConfigSource
 
-    config = uvicorn.Config(create_app(settings), host=server.host, port=port, log_level=server.log_level)
+    source = ConfigSource(args.config, overrides) if args.config else None
+    config = uvicorn.Config(create_app(settings, config=source), host=server.host, port=port,
+                            log_level=server.log_level, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=math.ceil(server.shutdown_grace_s))  # streams finish
     runner = uvicorn.Server(config)
     try:
         runner.run(sockets=[sock])
@@ -215,11 +234,15 @@ def _replay_upstream(args: argparse.Namespace) -> int:
 
 
 def _training_command(name: str, arguments: list[str]) -> int:
-    """`eval` and `train` run the training package's own command lines (they import scikit-learn and torch)."""
+    """`eval` and `train` run the training package's own command lines (they import scikit-learn)."""
     if name == "eval":
         from training.evaluate import main as evaluate
 
         evaluate(arguments)
+    elif "--encoder" in arguments:
+        from training.export_encoder import main as export_encoder
+
+        export_encoder([argument for argument in arguments if argument != "--encoder"])
     elif "--verifier" in arguments:
         from training.train_verifier import main as train_verifier
 
@@ -296,10 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("eval", help="offline evaluation: replay the routing policy on labelled data "
                         "(APGR, CPT, cost saved; `cascadeflow eval --help`)", add_help=False)
     commands.add_parser("train", help="train a router artifact (or with --verifier, a verifier artifact) from "
-                        "data sets and/or the outcome log "
+                        "data sets and/or the outcome log; --encoder re-exports the embedding graph "
                         "(`cascadeflow train --help`)", add_help=False)
 
     add_keys_commands(commands)
+    add_usage_command(commands)
 
     add_local_models_commands(commands)
     for each in iter_parsers(parser):

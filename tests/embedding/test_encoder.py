@@ -19,7 +19,11 @@ def test_vectors_are_normalised_and_meaningful(encoder: Encoder) -> None:
 
 
 def test_concurrent_calls_are_batched_and_the_loop_stays_responsive(encoder: Encoder) -> None:
-    texts = [f"question number {i} about databases and indexes" for i in range(50)]
+    topics = ["databases", "sourdough bread", "the Roman empire", "tax law", "jazz piano", "volcanoes",
+              "chess openings", "Rust lifetimes", "marathon training", "orbital mechanics"]
+    forms = ["Explain {} to a beginner.", "What are common mistakes with {}?", "Write a short poem about {}.",
+             "Give me a reading list on {}.", "Why do people argue about {}?"]
+    texts = [form.format(topic) for topic in topics for form in forms]
 
     async def scenario() -> tuple[list[np.ndarray], int]:
         ticks = 0
@@ -40,8 +44,20 @@ def test_concurrent_calls_are_batched_and_the_loop_stays_responsive(encoder: Enc
 
     vectors, batches = asyncio.run(scenario())
     assert batches < 10, f"50 concurrent calls took {batches} model calls"
-    expected = encoder.encode_batch(texts)
-    assert np.allclose(np.stack(vectors), expected, atol=1e-5), "each caller gets its own row"
+    alone = np.stack([encoder.encode_batch([text])[0] for text in texts])
+    similarity = np.stack(vectors) @ alone.T
+    assert (similarity.argmax(axis=1) == np.arange(len(texts))).all(), "each caller gets its own row"
+    # int8 activations are quantized per call (one scale per batch), so a batch moves a row by a little
+    assert similarity.diagonal().min() > 0.98
+
+
+def test_long_texts_and_mixed_lengths_in_one_batch(encoder: Encoder) -> None:
+    short, long = "What is the capital of Australia?", "Summarise the history of the printing press. " * 120
+    together = encoder.encode_batch([long, short, "", long[:300]])
+    assert together.shape == (4, 384)
+    assert float(together[1] @ encoder.encode_batch([short])[0]) > 0.98
+    assert float(together[0] @ encoder.encode_batch([long])[0]) > 0.98
+    assert encoder.encode_batch([]).shape == (0, 384)
 
 
 def test_embedding_text_is_the_last_user_turn_with_context_when_referential() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from router.embedding.encoder import MODEL_NAME
 from router.policy.classifier import load_artifact
 from router.policy.features import FEATURES_VERSION, request_from_prompt
 from training.dataset import Labelled, split_of
@@ -55,7 +56,7 @@ def test_training_writes_an_artifact_the_server_accepts(tmp_path: Path) -> None:
                               "--limit", "200", "--out", str(tmp_path), "--version", "t1", "--no-progress",
                               "--cache-dir", str(tmp_path / "cache")])
     artifact = load_artifact(directory, expected_dimension=384, expected_features_version=FEATURES_VERSION,
-                             expected_embedding_model="sentence-transformers/all-MiniLM-L6-v2")
+                             expected_embedding_model=MODEL_NAME)
     metadata = artifact.metadata
     assert metadata.version == "t1" and metadata.training_data[0]["rows"] == 200
     assert len(metadata.training_data[0]["sha256"]) == 64 and metadata.split["how"] == "hash"
