@@ -1,6 +1,7 @@
 """The learned router at serving time: the loaded artifact, its predictions, and hot reload from `models/`.
 
-Loading and predicting are CPU work (joblib, scikit-learn): they run in a thread, never on the event loop. A
+Loading and predicting are CPU work (joblib, scikit-learn): they run in a thread, never on the event loop, and
+the predictions of concurrent requests run as one batch (router/batching.py). A
 mismatched or corrupt artifact is refused with a message naming what differs; the server keeps the artifact it
 has (or none) and reports the refusal in /ready and the metrics. With `required: true` a refusal at start-up
 stops the server instead.
@@ -8,7 +9,6 @@ stops the server instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
 from router.assets import models_dir_of
+from router.batching import MicroBatcher
 from router.learning_settings import LearnedRouterSettings
 from router.metrics import Metrics
 from router.policy.classifier import RouterArtifact
@@ -45,6 +46,16 @@ class Prediction:
         return self.skip_threshold is not None and self.p_good < self.skip_threshold
 
 
+@dataclass(frozen=True)
+class _Query:
+    """One request's prediction to make."""
+
+    artifact: RouterArtifact
+    vector: NDArray[np.float32]
+    hub_request: JSONObject
+    profile: str | None
+
+
 def router_spec(embedding_model: str, dimension: int) -> ArtifactSpec:
     """What this code expects of a router artifact."""
     return ArtifactSpec("router", "learned_router", FEATURES_VERSION, FEATURE_NAMES, embedding_model, dimension)
@@ -63,6 +74,11 @@ class LearnedRouter:
                                         lambda artifact: f" (skip threshold {self.skip_threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-predict",
                                             initializer=single_threaded_openmp)
+        self._batcher: MicroBatcher[_Query, Prediction] = MicroBatcher(self._predict_batch, self._executor)
+
+    def reconfigure(self, settings: LearnedRouterSettings) -> None:
+        """Predict with reloaded settings (the skip threshold; the artifact's source needs a restart)."""
+        self._settings = settings
 
     @property
     def artifact(self) -> RouterArtifact | None:
@@ -99,13 +115,18 @@ class LearnedRouter:
         paired = self._paired_skip(artifact.metadata.version, profile) if self._paired_skip is not None else None
         return paired if paired is not None else artifact.skip_threshold
 
-    def _predict_now(self, artifact: RouterArtifact, vector: NDArray[np.float32],
-                     hub_request: JSONObject, profile: str | None) -> Prediction:
-        structural = structural_vector(hub_request)
-        row = np.concatenate([np.asarray(vector, dtype=np.float32).ravel(), structural])[None, :]
-        p_good = float(artifact.predict(row)[0])
-        return Prediction(p_good, self.skip_threshold_of(artifact, profile), artifact.metadata.version,
-                          tuple(float(v) for v in structural))
+    def _predict_batch(self, queries: list[_Query]) -> list[Prediction]:
+        """One model call for the queries of one artifact (a batch spans two only across a reload)."""
+        predictions: dict[int, Prediction] = {}
+        for artifact in {id(query.artifact): query.artifact for query in queries}.values():
+            mine = [index for index, query in enumerate(queries) if query.artifact is artifact]
+            structural = [structural_vector(queries[index].hub_request) for index in mine]
+            rows = np.stack([np.concatenate([np.asarray(queries[index].vector, dtype=np.float32).ravel(), features])
+                             for index, features in zip(mine, structural, strict=True)])
+            for index, features, p_good in zip(mine, structural, artifact.predict(rows), strict=True):
+                predictions[index] = Prediction(float(p_good), self.skip_threshold_of(artifact, queries[index].profile),
+                                                artifact.metadata.version, tuple(float(v) for v in features))
+        return [predictions[index] for index in range(len(queries))]
 
     async def predict(self, vector: NDArray[np.float32], hub_request: JSONObject,
                       profile: str | None = None) -> Prediction | None:
@@ -116,8 +137,7 @@ class LearnedRouter:
             return None
         started = time.perf_counter()
         try:
-            prediction = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._predict_now, artifact, vector, hub_request, profile)
+            prediction = await self._batcher.submit(_Query(artifact, vector, hub_request, profile))
         except Exception:  # a broken prediction degrades to the plain cascade
             logger.exception("router prediction failed; drafting first")
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="router")
