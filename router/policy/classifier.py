@@ -23,7 +23,7 @@ import sklearn
 from numpy.typing import NDArray
 
 from router.errors import ConfigError
-from router.policy.fast_trees import accelerate
+from router.policy.fast_models import accelerated
 from router.policy.features import FEATURE_NAMES
 
 MODEL_FILE = "model.joblib"
@@ -226,7 +226,7 @@ def load_artifact(directory: Path, *, expected_dimension: int, expected_features
         _positive_column(model)
     except ArtifactMismatch as exc:
         raise ArtifactMismatch(f"artifact {directory}: {exc}") from exc
-    accelerate(model)  # the same predictions, without scikit-learn's per-tree calls
+    model = accelerated(model)  # the same predictions, without scikit-learn's per-call overhead
     return RouterArtifact(model=model, metadata=metadata, directory=directory)
 
 
