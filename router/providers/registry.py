@@ -54,6 +54,7 @@ class ProviderRegistry:
             for name, provider in settings.providers.items()
         }
         self._routes: list[ModelRoute] = list(settings.models)
+        self._matched: dict[str, ModelRoute | None] = {}  # model name -> its route (glob matching per request adds up)
 
     async def open(self) -> None:
         """Open every provider's pooled session."""
@@ -77,7 +78,7 @@ class ProviderRegistry:
         if slash and prefix in self.providers:
             provider, upstream = self.providers[prefix], rest
         else:
-            route = next((r for r in self._routes if fnmatch.fnmatchcase(model, r.match)), None)
+            route = self._route_of(model)
             if route is not None:
                 provider, upstream = self.providers[route.provider], route.upstream_model or model
             else:
@@ -92,12 +93,23 @@ class ProviderRegistry:
         prefix, slash, _ = model.partition("/")
         if slash and prefix in self.providers:
             return []
-        route = next((r for r in self._routes if fnmatch.fnmatchcase(model, r.match)), None)
+        route = self._route_of(model)
         return list(route.fallback_models) if route is not None else []
+
+    def _route_of(self, model: str) -> ModelRoute | None:
+        """The first route whose pattern matches the model name, remembered (for up to 4,096 names)."""
+        if model in self._matched:
+            return self._matched[model]
+        route = next((r for r in self._routes if fnmatch.fnmatchcase(model, r.match)), None)
+        if len(self._matched) >= 4096:  # names come from clients: the memo stays bounded
+            self._matched.clear()
+        self._matched[model] = route
+        return route
 
     def reconfigure(self, routes: list[ModelRoute]) -> None:
         """Resolve new requests by a reloaded routing table (its providers are the running ones)."""
         self._routes = list(routes)
+        self._matched = {}
 
     def listed_models(self) -> list[str]:
         """Model names that the routing table names exactly (no glob patterns)."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
@@ -134,6 +134,17 @@ class _RetryAfterTooLong(stop_base):
         return asked is not None and asked > self._cap_s
 
 
+class _PastDeadline(stop_base):
+    """tenacity stop: the next wait would end past `max_s` after the first attempt began (tenacity's own
+    stop_before_delay counts from its first attempt, which here is the second)."""
+
+    def __init__(self, started: float, max_s: float, clock: Clock) -> None:
+        self._started, self._max_s, self._clock = started, max_s, clock
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self._clock() - self._started + (state.upcoming_sleep or 0.0) >= self._max_s
+
+
 class UpstreamGuard:
     """Each provider's circuit breaker and retry settings, and the one way to call a provider under them."""
 
@@ -155,15 +166,28 @@ class UpstreamGuard:
         settings = self._retry.get(provider, _NO_RETRY) if retry else _NO_RETRY
         if settings.max_retries == 0:
             return await self._once(provider, attempt)
+        started = time.monotonic()  # real time: the deadline is the client's, not the breaker's clock
+        try:  # the first attempt outside tenacity: most calls succeed, and its set-up costs more than the call
+            return await self._once(provider, attempt)
+        except UpstreamUnavailableError:
+            raise
+        except UpstreamError as error:
+            if not retryable(error):
+                raise
+            failed: UpstreamError | None = error
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.max_retries + 1) | stop_before_delay(settings.max_elapsed_s)
+            stop=stop_after_attempt(settings.max_retries + 1)
+            | _PastDeadline(started, settings.max_elapsed_s, time.monotonic)
             | _RetryAfterTooLong(settings.max_retry_after_s),
             wait=_BackoffOrRetryAfter(settings), retry=retry_if_exception(retryable), sleep=self._sleep,
             before_sleep=lambda state: self._retrying(provider, state), reraise=True)
-        last: UpstreamError | None = None
+        last: UpstreamError | None = failed
         try:
             async for trial in retrying:
                 with trial:
+                    if failed is not None:  # tenacity's attempt 1 is the one already made
+                        replayed, failed = failed, None
+                        raise replayed
                     try:
                         return await self._once(provider, attempt)
                     except UpstreamUnavailableError:
