@@ -10,7 +10,9 @@ differs, before unpickling anything. Loading and saving are blocking: the server
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,17 +21,26 @@ from typing import Any
 
 import joblib
 import numpy as np
-import sklearn
 from numpy.typing import NDArray
 
 from router.errors import ConfigError
-from router.policy.fast_models import accelerated
+from router.policy.compiled import (
+    COMPILED_FILE,
+    Affine,
+    Calibrated,
+    Ensemble,
+    Trees,
+    load_compiled,
+    save_compiled,
+)
 from router.policy.features import FEATURE_NAMES
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 ARTIFACT_PREFIX = "router-"
 _VERSION = re.compile(r"^(?P<kind>[a-z]+)-(?P<version>[0-9A-Za-z._-]+)$")
+
+logger = logging.getLogger("router.policy.classifier")
 
 
 class ArtifactMismatch(ConfigError):
@@ -130,6 +141,18 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _compiled_model(directory: Path, model_sha256: str | None) -> Any:
+    """The artifact's `compiled.npz` when it mirrors this model.joblib (None: load the joblib)."""
+    path = directory / COMPILED_FILE
+    if not path.is_file() or not model_sha256:
+        return None
+    try:
+        return load_compiled(path, source_sha256=model_sha256)
+    except Exception as exc:  # a damaged file: the joblib still serves
+        logger.warning("artifact %s: %s is unreadable (%s); loading %s", directory, COMPILED_FILE, exc, MODEL_FILE)
+        return None
+
+
 def _positive_column(model: Any) -> int:
     classes = [int(c) for c in getattr(model, "classes_", [])]
     if classes != [0, 1]:
@@ -155,9 +178,26 @@ def save_artifact(artifact: RouterArtifact, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / MODEL_FILE
     joblib.dump(artifact.model, model_path, compress=3)
-    metadata = ArtifactMetadata(**{**asdict(artifact.metadata), "model_sha256": file_sha256(model_path)})
+    digest = file_sha256(model_path)
+    write_compiled(artifact.model, directory, digest)
+    metadata = ArtifactMetadata(**{**asdict(artifact.metadata), "model_sha256": digest})
     (directory / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
     return directory
+
+
+def sklearn_version() -> str:
+    """The installed scikit-learn's version, without importing it (serving a compiled artifact never does)."""
+    return importlib.metadata.version("scikit-learn")
+
+
+def write_compiled(model: Any, directory: Path, model_sha256: str) -> bool:
+    """Write `compiled.npz` (the model as arrays, see router/policy/compiled.py) when its shape is known."""
+    from router.policy.fast_models import compiled
+
+    fast = compiled(model)
+    if fast is not None:
+        save_compiled(fast, directory / COMPILED_FILE, source_sha256=model_sha256)
+    return fast is not None
 
 
 def read_metadata(directory: Path) -> ArtifactMetadata:
@@ -188,8 +228,9 @@ def check_metadata(metadata: ArtifactMetadata, *, expected_dimension: int, expec
         problems.append("feature names differ from this code's feature names (same version, different schema)")
     if metadata.embedding_dimension != expected_dimension:
         problems.append(f"embedding dimension {metadata.embedding_dimension} != expected {expected_dimension}")
-    if _minor(metadata.sklearn_version) != _minor(sklearn.__version__):
-        problems.append(f"trained with scikit-learn {metadata.sklearn_version}, installed {sklearn.__version__}")
+    installed = sklearn_version()
+    if _minor(metadata.sklearn_version) != _minor(installed):
+        problems.append(f"trained with scikit-learn {metadata.sklearn_version}, installed {installed}")
     if problems:
         raise ArtifactMismatch("; ".join(problems) + " (retrain with `cascadeflow train`)")
 
@@ -212,10 +253,12 @@ def load_artifact(directory: Path, *, expected_dimension: int, expected_features
         raise ArtifactMismatch(f"artifact {directory}: {MODEL_FILE} is missing")
     if metadata.model_sha256 and file_sha256(model_path) != metadata.model_sha256:
         raise ArtifactMismatch(f"artifact {directory}: {MODEL_FILE} does not match the sha256 in metadata")
-    try:
-        model = joblib.load(model_path)
-    except Exception as exc:  # unpickling can fail in many ways; all mean the same thing here
-        raise ArtifactMismatch(f"artifact {directory}: cannot load {MODEL_FILE} ({exc})") from exc
+    model = _compiled_model(directory, metadata.model_sha256)
+    if model is None:
+        try:
+            model = joblib.load(model_path)
+        except Exception as exc:  # unpickling can fail in many ways; all mean the same thing here
+            raise ArtifactMismatch(f"artifact {directory}: cannot load {MODEL_FILE} ({exc})") from exc
     if not callable(getattr(model, "predict_proba", None)):
         raise ArtifactMismatch(f"artifact {directory}: the model has no predict_proba")
     width = getattr(model, "n_features_in_", metadata.n_features)
@@ -226,7 +269,10 @@ def load_artifact(directory: Path, *, expected_dimension: int, expected_features
         _positive_column(model)
     except ArtifactMismatch as exc:
         raise ArtifactMismatch(f"artifact {directory}: {exc}") from exc
-    model = accelerated(model)  # the same predictions, without scikit-learn's per-call overhead
+    if not isinstance(model, Trees | Affine | Calibrated | Ensemble):  # a joblib without a compiled.npz
+        from router.policy.fast_models import accelerated
+
+        model = accelerated(model)  # the same predictions, without scikit-learn's per-call overhead
     return RouterArtifact(model=model, metadata=metadata, directory=directory)
 
 

@@ -58,6 +58,7 @@ def test_training_writes_an_artifact_the_server_accepts(tmp_path: Path) -> None:
     artifact = load_artifact(directory, expected_dimension=384, expected_features_version=FEATURES_VERSION,
                              expected_embedding_model=MODEL_NAME)
     metadata = artifact.metadata
+    assert (directory / "compiled.npz").is_file(), "served without scikit-learn"
     assert metadata.version == "t1" and metadata.training_data[0]["rows"] == 200
     assert len(metadata.training_data[0]["sha256"]) == 64 and metadata.split["how"] == "hash"
     assert 0.0 <= metadata.thresholds["skip_threshold"] <= 1.0 and metadata.thresholds["quality_target"] == 0.95
