@@ -131,16 +131,22 @@ def main() -> None:
                              "upstream for its ledger when they do not")
     parser.add_argument("--outcome-log", choices=["on", "off"], default="on",
                         help="the outcome log (on by default in the proxy): one record per request")
+    parser.add_argument("--journal", choices=["on", "off", "fsync"], default="on",
+                        help="the outcome log's and spend ledger's write-ahead journal (on by default; fsync: "
+                             "answers also wait for a group fsync)")
     args = parser.parse_args()
 
     upstream_port, proxy_port = free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
+    journal = (f"journal: {'false' if args.journal == 'off' else 'true'}, "
+               f"journal_fsync: {'true' if args.journal == 'fsync' else 'false'}")
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.yaml"
         config.write_text(
             "server: {log_level: warning}\ncache: {enabled: false}\nembedding: {enabled: false}\n"
             f"outcome_log: {{enabled: {'true' if args.outcome_log == 'on' else 'false'}, "
-            f"url: 'sqlite:///{tmp}/outcomes.sqlite', spool_path: '{tmp}/spool.jsonl'}}\n"
+            f"url: 'sqlite:///{tmp}/outcomes.sqlite', spool_path: '{tmp}/spool.jsonl', {journal}}}\n"
+            f"spend: {{{journal}}}\n"
             f"providers:\n  anthropic: {{base_url: '{upstream_url}'}}\n"
             f"  openai: {{base_url: '{upstream_url}/v1'}}\n"
         )
@@ -148,7 +154,7 @@ def main() -> None:
         with process(upstream_command(upstream_port, args.latency_ms, args.stream_delay_ms), upstream_port), \
                 process(proxy_command(proxy_port, config), proxy_port):
             print(f"upstream latency {args.latency_ms:.0f} ms, {args.requests} requests per cell, "
-                  f"{env_note} cores, OpenAI chat path, outcome log {args.outcome_log}")
+                  f"{env_note} cores, OpenAI chat path, outcome log {args.outcome_log}, journal {args.journal}")
             print(f"{'mode':<10}{'conc':>5}  {'direct p50':>10} {'p99':>7} {'req/s':>7}   "
                   f"{'proxy p50':>9} {'p99':>7} {'req/s':>7}   {'added p50':>9} {'added p99':>9}")
             for stream in (False, True):

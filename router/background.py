@@ -31,7 +31,21 @@ class BackgroundTasks:
             self._logger.warning("background %s work failed: %s", self._dependency, task.exception())
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency=self._dependency)
 
-    async def drain(self) -> None:
-        """Wait until no task is left (tasks may start others)."""
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until no task is left (tasks may start others), for at most `timeout_s` (None: as long as it takes);
+        then cancel what is left and wait for it to unwind. Whether everything finished on its own."""
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        if not self._tasks:
+            return True
+        left = list(self._tasks)
+        self._logger.warning("cancelling %d background %s task(s) still running at shutdown", len(left),
+                             self._dependency)
+        for task in left:
+            task.cancel("shutting down")
+        await asyncio.gather(*left, return_exceptions=True)
+        return False

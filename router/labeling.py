@@ -125,8 +125,9 @@ class Labeler:
             try:
                 target = self._registry.resolve(model, call.dialect, buffered=True)
                 adapted = adapt_request(request, target.upstream_model, self._model_info)
-                buffered = await self._upstream.buffer(call, target, adapted, native=False, timeout_s=timeout_s,
-                                                       background=True)
+                buffered = await self._upstream.buffer(
+                    call, target, adapted, native=False, timeout_s=timeout_s, background=True,
+                    on_cancel=lambda cut: self._pay(target.upstream_model, target.provider.name, cut, kind))
             except NoCredentials as exc:
                 logger.info("%s to %s skipped: %s", kind, model, exc)
                 self._metrics.inc("cascadeflow_explorations_total", tier=kind, result="no_key")
@@ -135,10 +136,13 @@ class Labeler:
                 logger.info("%s to %s failed: %s", kind, model, exc)
                 return None
         completion = buffered.completion
-        charge = self._ledger.charge(target.upstream_model, completion.usage, target.provider.name)
-        self._ledger.post(LedgerEntry(charge), kind=kind)
+        self._pay(target.upstream_model, target.provider.name, completion, kind)
         return completion if completion.complete else None
 
-    async def drain(self) -> None:
-        """Wait for the labels in flight (at shutdown, and in tests)."""
-        await self._tasks.drain()
+    def _pay(self, model: str, provider: str, completion: Completion, kind: str) -> None:
+        """Post what a background call spent (all of it, or what it had used when it was cancelled)."""
+        self._ledger.post(LedgerEntry(self._ledger.charge(model, completion.usage, provider)), kind=kind)
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for the labels in flight (in tests; at shutdown for at most `timeout_s`, then they are cancelled)."""
+        await self._tasks.drain(timeout_s)

@@ -11,7 +11,7 @@ from router.settings import CacheSettings
 
 
 def build_semantic_cache(settings: CacheSettings) -> SemanticCache:
-    """The cache: FAISS per scope, TTL, capacity; shared through Redis in `redis` mode."""
+    """The cache: FAISS per scope, TTL, capacity and byte budget; shared through Redis in `redis` mode."""
     threshold = settings.similarity_threshold
     if threshold is None:
         threshold = DEFAULT_SIMILARITY_THRESHOLD
@@ -21,4 +21,5 @@ def build_semantic_cache(settings: CacheSettings) -> SemanticCache:
 
         share = RedisShare(settings.redis_url, settings.redis_prefix, settings.capacity)
     return SemanticCache(dimension=DIMENSION, threshold=threshold, ttl_s=settings.ttl_s, capacity=settings.capacity,
-                         share=share, directory=Path(settings.directory) if settings.directory else None)
+                         max_bytes=settings.max_bytes, share=share,
+                         directory=Path(settings.directory) if settings.directory else None)

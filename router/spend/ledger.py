@@ -1,10 +1,13 @@
-"""The spend ledger: every finished request's cost row, queued without blocking and written in batches by one task.
+"""The spend ledger: every finished request's cost row, journaled and queued without blocking, written in batches.
 
-`post` never blocks and never raises (a full queue drops the row and counts it). The writer task takes up to
-`batch_size` rows, or what arrived within `flush_interval_ms`, and inserts them in one transaction off the event
-loop (SQLite on a worker thread, PostgreSQL through asyncpg). When the database refuses, the batch is appended to
-the spool file (fsynced) and replayed, in order, once the database answers again. `stop` writes (or spools)
-everything queued before it returns, so a normal shutdown loses nothing.
+`post` never blocks and never raises. It appends the row to the write-ahead journal (router/storage/journal.py: one
+`write()`, so a killed process loses no row of an answered request) and queues it; a full queue leaves the row in
+the journal alone (written at the next start); without a journal it is dropped and counted. The writer task takes up
+to `batch_size` rows, or what arrived within `flush_interval_ms`, and inserts them in one transaction off the event
+loop (SQLite on a worker thread, PostgreSQL through asyncpg), then lets the journal forget them. When the database
+refuses, the batch is appended to the spool file (fsynced) and replayed, in order, once the database answers again.
+`start` first writes the rows that processes that are gone left in the journal (rows are keyed by request id: one
+written twice is kept once), so the budgets read them. `stop` writes (or spools) everything queued before it returns.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from router.metrics import Metrics
 from router.spend.records import SpendRecord, UsageQuery, UsageRow, spend_record
 from router.spend.settings import SpendSettings
 from router.spend.stores import SpendStore, open_spend_store
+from router.storage.journal import Journal
 from router.storage.spool import Spool
 
 if TYPE_CHECKING:
@@ -35,7 +39,9 @@ RETRY_MAX_S = 30.0
 READ_WAIT_S = 5.0
 Marker = asyncio.Future[None]
 """A flush request: resolved once every row queued before it is written (or spooled)."""
-Item = SpendRecord | Marker
+Queued = tuple[SpendRecord, int]
+"""A row and the number of its journal segment (-1: not in the journal)."""
+Item = Queued | Marker
 
 
 def build_spend_ledger(settings: SpendSettings, metrics: Metrics) -> SpendLedger | None:
@@ -43,6 +49,19 @@ def build_spend_ledger(settings: SpendSettings, metrics: Metrics) -> SpendLedger
     if not settings.enabled or settings.url is None:
         return None
     return SpendLedger(open_spend_store(settings.url), settings, metrics)
+
+
+def journal_directory(settings: SpendSettings) -> Path | None:
+    """Where the ledger's journal lives: `journal_path`, else next to a SQLite file (`<file>.journal.d`), else next
+    to the spool (`spend.journal.d`); None when the journal is off or has no place (settings not from
+    `load_settings`, which gives it one under the data directory)."""
+    if not settings.journal or settings.url is None:
+        return None
+    if settings.journal_path:
+        return Path(settings.journal_path)
+    if settings.url.startswith("sqlite:///"):
+        return Path(settings.url[len("sqlite:///"):] + ".journal.d")
+    return Path(settings.spool_path).parent / "spend.journal.d" if settings.spool_path else None
 
 
 class SpendLedger:
@@ -55,15 +74,22 @@ class SpendLedger:
         self._queue: asyncio.Queue[Item] | None = None
         self._task: asyncio.Task[None] | None = None
         self._spool = Spool(Path(settings.spool_path)) if settings.spool_path else None
+        directory = journal_directory(settings)
+        self._journal = Journal(directory, fsync=settings.journal_fsync) if directory is not None else None
+        self._journal_failing = False
         self._retry_at = 0.0
         self._retry_delay = RETRY_MIN_S
         self.healthy = True
         self.last_error: str | None = None
-        self._counts = {"written": 0, "dropped": 0, "spooled": 0}
+        self._counts = {"written": 0, "dropped": 0, "spooled": 0, "deferred": 0, "recovered": 0,
+                        "journal_errors": 0}
 
     async def start(self) -> None:
-        """Start the writer (the database is opened by the first write)."""
+        """Write what the journal holds of processes that are gone, then start the writer."""
         if self._task is None:
+            if self._journal is not None:
+                self._journal.open()
+                await self._recover(self._journal)
             self._queue = asyncio.Queue(maxsize=self._settings.queue_size)
             self._task = asyncio.create_task(self._run(), name="spend-ledger")
 
@@ -78,14 +104,45 @@ class SpendLedger:
         self.post_record(record)
 
     def post_record(self, record: SpendRecord) -> None:
-        """Queue a row (dropped and counted when the queue is full or the ledger is not running)."""
+        """Journal and queue a row (a full queue leaves it in the journal alone; dropped and counted when it is in
+        neither, or the ledger is not running)."""
         if self._queue is None:
             self._drop(1)
             return
+        segment = self._journaled(record)
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((record, segment))
         except asyncio.QueueFull:
-            self._drop(1)
+            if segment >= 0:
+                self._counts["deferred"] += 1
+            else:
+                self._drop(1)
+
+    def _journaled(self, record: SpendRecord) -> int:
+        """Append the row to the journal; its segment's number, or -1 (no journal, or it failed: logged once)."""
+        if self._journal is None:
+            return -1
+        try:
+            segment = self._journal.append(orjson.dumps(record))
+        except (OSError, TypeError, ValueError) as exc:  # degraded (no longer crash-safe), never failing a request
+            self._counts["journal_errors"] += 1
+            if not self._journal_failing:
+                logger.error("spend journal %s unwritable (%s): rows are kept in memory only",
+                             self._journal.directory, exc)
+            self._journal_failing = True
+            return -1
+        self._journal_failing = False
+        return segment
+
+    @property
+    def syncs(self) -> bool:
+        """Whether the journal fsyncs (answers then wait for it)."""
+        return self._journal is not None and self._journal.fsync
+
+    async def durable(self) -> None:
+        """Return once every row posted survives a machine crash (with `journal_fsync`; at once otherwise)."""
+        if self._journal is not None:
+            await self._journal.synced()
 
     def _drop(self, count: int) -> None:
         self._counts["dropped"] += count
@@ -107,6 +164,8 @@ class SpendLedger:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._queue = None
+        if self._journal is not None:
+            self._journal.close()
         await self.store.close()
 
     async def usage(self, query: UsageQuery) -> list[UsageRow]:
@@ -130,7 +189,8 @@ class SpendLedger:
     def status(self) -> dict[str, object]:
         """For /ready."""
         return {"healthy": self.healthy, "queued": self._queue.qsize() if self._queue is not None else 0,
-                **self._counts, "last_error": self.last_error}
+                **self._counts, "journaled": self._journal.appended if self._journal is not None else 0,
+                "last_error": self.last_error}
 
     # --- the writer task -----------------------------------------------------------------------------------
 
@@ -145,8 +205,8 @@ class SpendLedger:
                 continue
             batch, markers = await self._gather(queue, first)
             try:
-                if batch:
-                    await self._persist(batch)
+                if batch and await self._persist([record for record, _ in batch]) and self._journal is not None:
+                    self._journal.done(segment for _, segment in batch if segment >= 0)
             except Exception:  # a bug must not kill the writer (flush() would wait forever)
                 logger.exception("the spend ledger writer failed on a batch")
             finally:
@@ -154,14 +214,14 @@ class SpendLedger:
                     if not marker.done():
                         marker.set_result(None)
 
-    async def _gather(self, queue: asyncio.Queue[Item], first: Item) -> tuple[list[SpendRecord], list[Marker]]:
+    async def _gather(self, queue: asyncio.Queue[Item], first: Item) -> tuple[list[Queued], list[Marker]]:
         """Rows until `batch_size`, a flush marker, or `flush_interval_ms` after the first."""
-        batch: list[SpendRecord] = []
+        batch: list[Queued] = []
         markers: list[Marker] = []
         item = first
         deadline = time.monotonic() + self._settings.flush_interval_ms / 1000.0
         while True:
-            if isinstance(item, SpendRecord):
+            if isinstance(item, tuple):
                 batch.append(item)
             else:
                 markers.append(item)
@@ -181,17 +241,42 @@ class SpendLedger:
             except TimeoutError:
                 return batch, markers
 
-    async def _persist(self, batch: list[SpendRecord]) -> None:
+    async def _persist(self, batch: list[SpendRecord]) -> bool:
+        """Write the rows, else spool them; whether they are durable now (else they stay in the journal)."""
         if self._spool is not None and self._spool.path.exists():
             await self._replay()  # rows spooled earlier go first
         if self.healthy or time.monotonic() >= self._retry_at:
             try:
                 await self.store.write(batch)
                 self._written(len(batch))
-                return
+                return True
             except Exception as exc:  # any database failure: the rows go to the spool
                 self._failed(exc)
-        await self._to_spool(batch)
+        return await self._to_spool(batch)
+
+    async def _recover(self, journal: Journal) -> None:
+        """Write (else spool) the rows that processes that are gone left in the journal; keep what neither took."""
+        recovered = 0
+        try:
+            for orphan in await asyncio.to_thread(list, journal.orphans()):
+                rows = []
+                for line in orphan.lines:
+                    try:
+                        rows.append(SpendRecord.of_json(orjson.loads(line)))
+                    except (ValueError, KeyError, TypeError):  # a line torn by a machine crash
+                        logger.warning("skipping an unreadable spend journal line in %s", orphan.path)
+                batches = [rows[start:start + self._settings.batch_size]
+                           for start in range(0, len(rows), self._settings.batch_size)]
+                if all([await self._persist(batch) for batch in batches]):
+                    orphan.forget()
+                    recovered += len(rows)
+                else:
+                    orphan.release()
+        except Exception:  # a journal that cannot be read must not keep the proxy from starting
+            logger.exception("replaying the spend journal failed; kept for the next start")
+        if recovered:
+            self._counts["recovered"] += recovered
+            logger.info("wrote %d spend rows left in the journal by a process that stopped", recovered)
 
     def _written(self, count: int) -> None:
         self._counts["written"] += count
@@ -208,19 +293,24 @@ class SpendLedger:
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2.0, RETRY_MAX_S)
 
-    async def _to_spool(self, batch: Sequence[SpendRecord]) -> None:
-        if self._spool is None:
+    async def _to_spool(self, batch: Sequence[SpendRecord]) -> bool:
+        """Spool rows; False when they could not be (lost, or left in the journal for the next start)."""
+        problem = "no spool configured" if self._spool is None else ""
+        if self._spool is not None:
+            try:
+                await asyncio.to_thread(self._spool.append, [orjson.dumps(row).decode() for row in batch])
+                self._counts["spooled"] += len(batch)
+                self._metrics.inc("cascadeflow_spend_records_total", float(len(batch)), result="spooled")
+                return True
+            except OSError as exc:
+                problem = f"spool {self._spool.path} unwritable ({exc})"
+        if self._journal is not None:
+            self._counts["deferred"] += len(batch)
+            logger.error("spend ledger down, %s: %d rows left in the journal for the next start", problem, len(batch))
+        else:
             self._drop(len(batch))
-            logger.error("spend ledger down and no spool configured: %d rows lost", len(batch))
-            return
-        try:
-            await asyncio.to_thread(self._spool.append, [orjson.dumps(row.to_json()).decode() for row in batch])
-        except OSError as exc:
-            self._drop(len(batch))
-            logger.error("spend spool %s unwritable (%s): %d rows lost", self._spool.path, exc, len(batch))
-            return
-        self._counts["spooled"] += len(batch)
-        self._metrics.inc("cascadeflow_spend_records_total", float(len(batch)), result="spooled")
+            logger.error("spend ledger down, %s: %d rows lost", problem, len(batch))
+        return False
 
     async def _replay(self) -> None:
         """Write the spooled rows, if the database answers (the file is taken by renaming it, so one process of

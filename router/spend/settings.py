@@ -33,6 +33,14 @@ class SpendSettings(BaseModel):
     batch_size: int = Field(256, ge=1)
     flush_interval_ms: float = Field(200.0, ge=1.0)
     spool_path: str | None = "var/spend.spool.jsonl"
+    journal: bool = True
+    """Append each row to the write-ahead journal before its request is acknowledged, so a killed process loses
+    no answered request's row (off: a crash loses the rows of the last `flush_interval_ms`)."""
+    journal_path: str | None = None
+    """The journal's directory (None: `<sqlite file>.journal.d`, else `spend.journal.d` next to the spool, else
+    `var/spend.journal.d` under the data directory)."""
+    journal_fsync: bool = False
+    """Also survive a machine crash: each answer waits for a group fsync of the journal (about a disk flush)."""
 
     @field_validator("url")
     @classmethod
@@ -54,4 +62,7 @@ def resolve_spend(settings: Settings, base: Path, environ: Mapping[str, str]) ->
         store = settings.auth.store
         url = log.url if log.enabled and _postgres(log.url) else store if store and _postgres(store) else DEFAULT_URL
     spool = resolve_path(spend.spool_path, base, environ) if spend.spool_path else None
-    return spend.model_copy(update={"url": resolve_sqlite_url(url, base, environ), "spool_path": spool})
+    url = resolve_sqlite_url(url, base, environ)
+    journal = spend.journal_path or (None if url.startswith("sqlite:///") or spool else "var/spend.journal.d")
+    journal = resolve_path(journal, base, environ) if journal else None
+    return spend.model_copy(update={"url": url, "spool_path": spool, "journal_path": journal})

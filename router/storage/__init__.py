@@ -15,13 +15,16 @@ class OutcomeLog(Protocol):
         """Open the store and start the writer; a store that is down degrades, it does not raise."""
 
     def submit(self, record: OutcomeRecord) -> bool:
-        """Queue a record without blocking; False when it had to be dropped."""
+        """Journal and queue a record without blocking; False when it had to be dropped."""
 
     def submit_label(self, request_id: str, label: bool, source: str, detail: str = "") -> bool:
         """Queue a label for an earlier record."""
 
     async def flush(self) -> None:
-        """Return once everything submitted before the call is durable."""
+        """Return once everything submitted before the call is committed (or spooled)."""
+
+    async def durable(self) -> None:
+        """Return once everything submitted survives a machine crash (`journal_fsync`; at once otherwise)."""
 
     async def prune(self) -> None:
         """Apply the retention settings now."""
@@ -37,7 +40,9 @@ class OutcomeLog(Protocol):
         """Health and counters, for /ready and the metrics.
 
         Keys: healthy, backend ("sqlite" | "postgresql"), queued, written, dropped, spooled, rejected (refused
-        by the store as data, kept in `<spool_path>.rejected`), errors, last_error.
+        by the store as data, kept in `<spool_path>.rejected`), errors, deferred (in the journal alone, written at
+        the next start), recovered (written at start from the journal of a process that stopped), journaled,
+        journal_errors, last_error.
         """
 
     async def stop(self) -> None:
@@ -46,8 +51,8 @@ class OutcomeLog(Protocol):
 
 def open_outcome_log(settings: OutcomeLogSettings | str) -> OutcomeLog:
     """The log a URL names (`sqlite:///path` or `postgresql://...`); nothing is opened before `start()`."""
-    if isinstance(settings, str):  # reading a log (training, notebooks): no spool, no retention
-        settings = OutcomeLogSettings(url=settings, spool_path=None, retention_days=None, max_rows=None)
+    if isinstance(settings, str):  # reading a log (training, notebooks): no spool, no journal, no retention
+        settings = OutcomeLogSettings(url=settings, spool_path=None, retention_days=None, max_rows=None, journal=False)
     if settings.url.startswith("sqlite://"):
         from router.storage.sqlite import SQLiteOutcomeLog
 

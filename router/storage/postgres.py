@@ -15,11 +15,11 @@ from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
     BOOLEAN_COLUMNS,
     BYTES_COLUMNS,
-    COLUMNS,
     INTEGER_COLUMNS,
     JSON_COLUMNS,
     LABEL_COLUMNS,
     REAL_COLUMNS,
+    STORED_COLUMNS,
     LabelUpdate,
     OutcomeRecord,
     from_row,
@@ -52,11 +52,14 @@ def _column_type(name: str) -> str:
 
 SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY, "
-    + ", ".join(f"{name} {_column_type(name)}" for name in COLUMNS) + ")",
+    + ", ".join(f"{name} {_column_type(name)}" for name in STORED_COLUMNS) + ")",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_request_id ON {TABLE} (request_id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_created_at ON {TABLE} (created_at)",
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS record_id TEXT",  # tables made before records had ids
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_record_id ON {TABLE} (record_id)",
 )
-INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))})"
+INSERT = (f"INSERT INTO {TABLE} ({', '.join(STORED_COLUMNS)}) "
+          f"VALUES ({', '.join(f'${i + 1}' for i in range(len(STORED_COLUMNS)))}) ON CONFLICT (record_id) DO NOTHING")
 LABEL = (f"UPDATE {TABLE} SET {', '.join(f'{c} = ${i + 1}' for i, c in enumerate(LABEL_COLUMNS))} "
          f"WHERE request_id = ${len(LABEL_COLUMNS) + 1}")
 

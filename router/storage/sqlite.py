@@ -8,8 +8,8 @@ from pathlib import Path
 
 from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
-    COLUMNS,
     LABEL_COLUMNS,
+    STORED_COLUMNS,
     LabelUpdate,
     OutcomeRecord,
     from_row,
@@ -23,11 +23,13 @@ from router.storage.writer import BatchedOutcomeLog, Item
 _TYPES = {"created_at": "REAL NOT NULL", "embedding": "BLOB", "cache_hit": "INTEGER NOT NULL"}
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS outcomes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    + ", ".join(f"{name} {_TYPES.get(name, '')}".strip() for name in COLUMNS) + ")",
+    + ", ".join(f"{name} {_TYPES.get(name, '')}".strip() for name in STORED_COLUMNS) + ")",
     "CREATE INDEX IF NOT EXISTS outcomes_request_id ON outcomes (request_id)",
     "CREATE INDEX IF NOT EXISTS outcomes_created_at ON outcomes (created_at)",
 )
-INSERT = f"INSERT INTO outcomes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+RECORD_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS outcomes_record_id ON outcomes (record_id)"
+INSERT = (f"INSERT INTO outcomes ({', '.join(STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in STORED_COLUMNS)}) "
+          "ON CONFLICT (record_id) DO NOTHING")
 LABEL = f"UPDATE outcomes SET {', '.join(f'{c} = ?' for c in LABEL_COLUMNS)} WHERE request_id = ?"
 
 
@@ -55,6 +57,10 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
         connection.execute("PRAGMA synchronous=FULL")
         for statement in SCHEMA:  # on failure the writer closes the connection
             connection.execute(statement)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(outcomes)")}
+        if "record_id" not in columns:  # a table made before records had ids
+            connection.execute("ALTER TABLE outcomes ADD COLUMN record_id TEXT")
+        connection.execute(RECORD_ID_INDEX)
 
     def _write(self, items: list[Item]) -> None:
         connection = self._connection

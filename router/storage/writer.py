@@ -1,9 +1,12 @@
-"""The outcome log's write path, shared by both backends: a bounded queue drained in batches by one thread.
+"""The outcome log's write path, shared by both backends: a journal, a bounded queue drained in batches by one thread.
 
-`submit` never blocks and never raises: a full queue drops the record and counts it. The writer thread
-commits each batch in one transaction; `flush()` returns once everything submitted before it is committed
-(or, while the store is failing, appended to the spool file and fsynced): that is what an acknowledged
-record means. The spool is replayed, in order, as soon as the store accepts writes again (retried with
+`submit` never blocks and never raises. It appends the record to the write-ahead journal (router/storage/journal.py:
+one `write()`, so a killed process loses nothing submitted) and queues it; the writer thread commits each batch in
+one transaction, then lets the journal forget it. At start-up the journal segments of processes that are gone are
+written first (records carry unique ids, so one committed before the crash is kept once). A full queue leaves the
+record in the journal alone (counted as deferred: written at the next start); without a journal it is dropped.
+`flush()` returns once everything submitted before it is committed (or, while the store is failing, appended to the
+spool file and fsynced). The spool is replayed, in order, as soon as the store accepts writes again (retried with
 exponential backoff). A record the store refuses as data (not as an outage) is written to a `.rejected` file
 next to the spool instead of wedging the log.
 """
@@ -17,11 +20,12 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from router.learning_settings import OutcomeLogSettings
-from router.storage.records import LabelUpdate, OutcomeRecord
+from router.storage.outcome_journal import OutcomeJournal, Queued, journal_directory
+from router.storage.records import LabelUpdate, OutcomeRecord, new_record_id
 from router.storage.spool import Item, Spool
 
 logger = logging.getLogger("router.storage")
@@ -64,14 +68,17 @@ class BatchedOutcomeLog(ABC):
 
     def __init__(self, settings: OutcomeLogSettings) -> None:
         self.settings = settings
-        self._queue: queue.Queue[Item | _Marker] = queue.Queue(maxsize=settings.queue_size)
+        self._queue: queue.Queue[Queued | _Marker] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
         self._spool = Spool(Path(settings.spool_path)) if settings.spool_path else None
+        directory = journal_directory(settings)
+        self._journal = OutcomeJournal(directory, fsync=settings.journal_fsync) if directory is not None else None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._healthy = False
         self._stopped = False
-        self._counts = {"written": 0, "dropped": 0, "spooled": 0, "rejected": 0, "errors": 0}
+        self._counts = {"written": 0, "dropped": 0, "spooled": 0, "rejected": 0, "errors": 0, "deferred": 0,
+                                "recovered": 0}
         self._last_error: str | None = None
         self._next_retention = 0.0
         self._next_retry = 0.0
@@ -115,6 +122,8 @@ class BatchedOutcomeLog(ABC):
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopped = False
+        if self._journal is not None:
+            self._journal.open()
         loop = asyncio.get_running_loop()
         ready = _Marker(loop, loop.create_future())
         self._thread = threading.Thread(target=self._run, args=(ready,), name=f"outcome-log-{self.backend}",
@@ -123,7 +132,9 @@ class BatchedOutcomeLog(ABC):
         await ready.future
 
     def submit(self, record: OutcomeRecord) -> bool:
-        """Queue a record; False (counted as dropped) when the queue is full or the log stopped."""
+        """Journal and queue a record; False (counted as dropped) when it could be neither (or the log stopped)."""
+        if record.record_id is None:
+            record = replace(record, record_id=new_record_id())
         return self._put(record)
 
     def submit_label(self, request_id: str, label: bool, source: str, detail: str = "") -> bool:
@@ -132,15 +143,23 @@ class BatchedOutcomeLog(ABC):
 
     def _put(self, item: Item) -> bool:
         if not self._stopped:
+            segment = self._journal.append(item) if self._journal is not None else -1
             try:
-                self._queue.put_nowait(item)
+                self._queue.put_nowait((item, segment))
                 if self._queue.qsize() >= self.settings.batch_size:
                     self._wake.set()  # a full batch is waiting: write it now
                 return True
             except queue.Full:
-                pass
+                if segment >= 0:
+                    self._add("deferred", 1)  # in the journal alone: written at the next start
+                    return True
         self._add("dropped", 1)
         return False
+
+    async def durable(self) -> None:
+        """Return once what was submitted so far would survive a machine crash (with `journal_fsync`; else at once)."""
+        if self._journal is not None:
+            await self._journal.synced()
 
     async def flush(self) -> None:
         """Return once everything submitted before the call is committed (or spooled); no-op when not started."""
@@ -174,8 +193,10 @@ class BatchedOutcomeLog(ABC):
         """For /ready and the metrics."""
         with self._lock:
             counts = dict(self._counts)
+        journal = self._journal
         return {"healthy": self._healthy, "backend": self.backend, "queued": self._queue.qsize(), **counts,
-                "last_error": self._last_error}
+                "journaled": journal.appended if journal is not None else 0,
+                "journal_errors": journal.errors if journal is not None else 0, "last_error": self._last_error}
 
     def _add(self, name: str, amount: int) -> None:
         if amount:
@@ -186,6 +207,8 @@ class BatchedOutcomeLog(ABC):
 
     def _run(self, started: _Marker) -> None:
         self._connect()
+        if self._journal is not None:
+            self._add("recovered", self._journal.recover(self._persist))
         started.done()
         if self._healthy:
             self._prune_now()  # retention once at start, then at most once a minute
@@ -198,9 +221,9 @@ class BatchedOutcomeLog(ABC):
             batch = self._gather(first)
             markers = [item for item in batch if isinstance(item, _Marker)]
             try:
-                items = [item for item in batch if not isinstance(item, _Marker)]
-                if items:
-                    self._persist(items)
+                queued = [item for item in batch if not isinstance(item, _Marker)]
+                if queued and self._persist([item for item, _ in queued]) and self._journal is not None:
+                    self._journal.done(queued)
                 if self._healthy and any(marker.prune for marker in markers):
                     self._prune_now()
                 self._housekeeping()
@@ -213,9 +236,11 @@ class BatchedOutcomeLog(ABC):
             if any(marker.stop for marker in markers):
                 break
         self._close_quietly()
+        if self._journal is not None:
+            self._journal.close()
         self._finish()
 
-    def _gather(self, first: Item | _Marker) -> list[Item | _Marker]:
+    def _gather(self, first: Queued | _Marker) -> list[Queued | _Marker]:
         """A batch: items until `batch_size`, a flush or stop marker, or `flush_interval_ms` after the first.
 
         Between drains the thread sleeps on an event that only markers and a full batch set, not on the queue
@@ -251,10 +276,10 @@ class BatchedOutcomeLog(ABC):
         if self._healthy:
             self._retry_delay = RETRY_MIN_S
 
-    def _persist(self, items: list[Item]) -> None:
+    def _persist(self, items: list[Item]) -> bool:
+        """Store the items, or spool what the store did not take; whether all of them are now durable."""
         left = self._store(items) if self._healthy else items
-        if left:
-            self._to_spool(left)
+        return not left or self._to_spool(left)
 
     def _store(self, items: list[Item]) -> list[Item]:
         """Write items; returns those left unwritten because the store failed (refused ones are set aside)."""
@@ -301,20 +326,23 @@ class BatchedOutcomeLog(ABC):
         self._retry_delay = min(self._retry_delay * 2.0, RETRY_MAX_S)
         self._close_quietly()
 
-    def _to_spool(self, items: list[Item]) -> None:
+    def _to_spool(self, items: list[Item]) -> bool:
+        """Spool items; False when they could not be (lost, or left in the journal for the next start)."""
         records = _records(items)
+        kept = "left in the journal for the next start" if self._journal is not None else "lost"
         if self._spool is None:
-            self._add("dropped", records)
-            logger.error("outcome log down and no spool configured: %d records lost", records)
-            return
+            self._add("deferred" if self._journal is not None else "dropped", records)
+            logger.error("outcome log down and no spool configured: %d records %s", records, kept)
+            return False
         try:
             spooled, unserialisable = self._spool.write_items(items)
         except OSError as exc:
-            self._add("dropped", records)
-            logger.error("outcome spool %s unwritable (%s): %d records lost", self._spool.path, exc, records)
-            return
+            self._add("deferred" if self._journal is not None else "dropped", records)
+            logger.error("outcome spool %s unwritable (%s): %d records %s", self._spool.path, exc, records, kept)
+            return False
         self._add("spooled", spooled)
         self._add("dropped", _records(unserialisable))
+        return True
 
     def _replay_spool(self) -> None:
         if self._spool is None:

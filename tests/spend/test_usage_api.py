@@ -106,7 +106,7 @@ def test_usage_without_a_ledger_is_not_found(proxy: BackgroundServer) -> None:
     assert missing.status_code == 404 and "spend ledger is off" in missing.json()["error"]["message"]
 
 
-def test_replicas_share_one_ledger_in_postgresql(upstream: BackgroundServer) -> None:
+def test_replicas_share_one_ledger_in_postgresql(upstream: BackgroundServer, tmp_path: Path) -> None:
     from router.app import create_app
     from tests.storage.conftest import postgres_database
 
@@ -116,7 +116,8 @@ def test_replicas_share_one_ledger_in_postgresql(upstream: BackgroundServer) -> 
         admin, user = "admin-" + marker(), "user-" + marker()
         keys = [{"key_sha256": hash_key(admin), "user": "ops", "admin": True},
                 {"key_sha256": hash_key(user), "user": "dana"}]
-        settings = proxy_settings(upstream.url, model_info=PRICES, spend={"url": url}, auth={"keys": keys})
+        spend = {"url": url, "spool_path": str(tmp_path / "spend.spool.jsonl")}  # its journal next to it
+        settings = proxy_settings(upstream.url, model_info=PRICES, spend=spend, auth={"keys": keys})
         with BackgroundServer(create_app(settings)) as first, BackgroundServer(create_app(settings)) as second:
             for proxy in (first, second, second):
                 assert ask_openai(proxy.url, user, marker()).status_code == 200

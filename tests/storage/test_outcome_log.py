@@ -98,7 +98,7 @@ async def test_retention_by_rows_and_by_age(log_url: str, tmp_path: Path) -> Non
 
 
 async def test_submit_never_blocks_and_counts_what_it_drops(log_url: str, tmp_path: Path) -> None:
-    log = open_outcome_log(settings_for(log_url, tmp_path, queue_size=3))
+    log = open_outcome_log(settings_for(log_url, tmp_path, queue_size=3, journal=False))
     # not started: nothing drains the queue, as when the writer is stuck
     started = time.perf_counter()
     accepted = [log.submit(bare_record(f"r{index}")) for index in range(10)]
@@ -108,6 +108,21 @@ async def test_submit_never_blocks_and_counts_what_it_drops(log_url: str, tmp_pa
     await log.start()
     await log.stop()  # stop() writes what was queued
     assert [r.request_id for r in await log.query()] == ["r0", "r1", "r2"]
+
+
+async def test_a_full_queue_leaves_records_in_the_journal_for_the_next_start(log_url: str, tmp_path: Path) -> None:
+    log = open_outcome_log(settings_for(log_url, tmp_path, queue_size=3))
+    accepted = [log.submit(bare_record(f"r{index}")) for index in range(10)]  # not started: nothing drains it
+    assert accepted == [True] * 10
+    assert log.status()["deferred"] == 7 and log.status()["dropped"] == 0
+    await log.start()
+    await log.stop()  # writes what was queued; the rest stays in the journal
+    assert [r.request_id for r in await log.query()] == ["r0", "r1", "r2"]
+    again = open_outcome_log(settings_for(log_url, tmp_path))
+    await again.start()  # the next start writes what the journal kept
+    await again.stop()
+    assert sorted(r.request_id for r in await log.query()) == sorted(f"r{index}" for index in range(10))
+    assert again.status()["recovered"] == 10  # all handed over again: the three already stored are kept once
 
 
 async def test_writes_happen_off_the_event_loop(log_url: str, tmp_path: Path) -> None:
