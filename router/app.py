@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from router import __version__
-from router.api import admin, llm, meta, usage
+from router.api import admin, dashboard, llm, meta, usage
 from router.api.errors import install_error_handlers, render_exception
 from router.api.llm import HOT_PATHS
 from router.errors import UpstreamError
@@ -156,6 +156,7 @@ def create_app(settings: Settings, encoder: Encoder | None = None, *, config: Co
     app.include_router(meta.router)
     app.include_router(usage.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)
     return HotPathApp(app)
 
 

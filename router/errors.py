@@ -8,6 +8,7 @@
         ├── PermissionDeniedError   403  a known caller, not allowed this (an admin endpoint)
         ├── NotFoundError           404  unknown path or model
         ├── PayloadTooLargeError    413  body over server.max_body_bytes
+        ├── ClientDisconnectedError 499  the client hung up before its answer began (its work is cancelled)
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
             ├── UpstreamTimeoutError 504 no answer in time
@@ -83,6 +84,13 @@ class PayloadTooLargeError(ProxyError):
 
     status = 413
     kind = "request_too_large"
+
+
+class ClientDisconnectedError(ProxyError):
+    """The client hung up before its answer began: the calls made for it are cancelled (nginx's 499)."""
+
+    status = 499
+    kind = "api_error"
 
 
 class UpstreamError(ProxyError):

@@ -16,7 +16,8 @@ class OutcomeLogSettings(_Strict):
 
     `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas). Writes are
     batched off the request path through a bounded queue; prompts and answers are stored only when
-    `store_text` is true (hashes otherwise).
+    `store_text` is true (hashes otherwise). Before its request is acknowledged, each record is appended to a
+    local write-ahead journal, so records of answered requests survive `kill -9` (router/storage/journal.py).
     """
 
     enabled: bool = True
@@ -29,6 +30,19 @@ class OutcomeLogSettings(_Strict):
     retention_days: float | None = Field(90.0, gt=0)
     max_rows: int | None = Field(1_000_000, ge=1)
     spool_path: str | None = "var/outcomes.spool.jsonl"
+    journal: bool = True
+    """Append each record to the write-ahead journal before its request is acknowledged (off: a crash loses the
+    records of the last `flush_interval_ms`)."""
+    journal_path: str | None = None
+    """The journal's directory (None: `<sqlite file>.journal.d`, else `outcomes.journal.d` next to the spool, else
+    `var/outcomes.journal.d` under the data directory)."""
+    journal_fsync: bool = False
+    """Also survive a machine crash: each answer waits for a group fsync of the journal (about a disk flush)."""
+
+    def default_journal_path(self) -> str | None:
+        """The journal's directory when it has no other place (a database that is not a SQLite file, no spool)."""
+        local = self.url.startswith("sqlite:///") and not self.url.endswith(":memory:")
+        return None if self.journal_path or local or self.spool_path else "var/outcomes.journal.d"
 
     @field_validator("url")
     @classmethod

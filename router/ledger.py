@@ -9,13 +9,20 @@ the outcome log and budgets all read the entry; nothing else prices a request.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from router.costs import PriceBook, TokenUsage
 from router.metrics import Metrics
 
+if TYPE_CHECKING:
+    from router.settings import Settings
+
 logger = logging.getLogger("router.ledger")
 _WARNED_LIMIT = 256
+OTHER_MODEL = "other"
+"""The model label of every model the configuration does not name (labels stay bounded)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class LedgerEntry:
     served: Charge | None = None
     wasted_draft: Charge | None = None
     strong_only_usd: float | None = None
+    strong_only_model: str | None = None
+    """The model `strong_only_usd` was priced on."""
 
     @property
     def actual_usd(self) -> float:
@@ -70,10 +79,20 @@ class LedgerEntry:
 class Ledger:
     """Prices calls and posts entries to the metrics."""
 
-    def __init__(self, prices: PriceBook, metrics: Metrics) -> None:
+    def __init__(self, prices: PriceBook, metrics: Metrics, models: Iterable[str] = ()) -> None:
+        """`models`: the names the metrics may carry as a model label (`metric_models`)."""
         self._prices = prices
         self._metrics = metrics
+        self._models = frozenset(models)
         self._warned: set[str] = set()
+
+    def reconfigure(self, models: Iterable[str]) -> None:
+        """Label the metrics with these model names from now on (a reloaded config)."""
+        self._models = frozenset(models)
+
+    def model_label(self, model: str | None) -> str:
+        """A model's label in the metrics: its name when the configuration names it, else `other`."""
+        return model if model is not None and model in self._models else OTHER_MODEL
 
     def charge(self, model: str, usage: TokenUsage | None, provider: str | None = None) -> Charge | None:
         """The price of one call's usage on the model that answered (None without usage)."""
@@ -99,3 +118,26 @@ class Ledger:
             if charge is not None:
                 self._metrics.inc("cascadeflow_tokens_total", charge.usage.input_tokens, tier=tier, kind="input")
                 self._metrics.inc("cascadeflow_tokens_total", charge.usage.output_tokens, tier=tier, kind="output")
+                self._post_model(charge)
+        if entry.strong_only_usd is not None:
+            self._metrics.inc("cascadeflow_model_cost_usd_total", entry.strong_only_usd, kind="original",
+                              model=self.model_label(entry.strong_only_model))
+
+    def _post_model(self, charge: Charge) -> None:
+        """One call's tokens and spend on the model that answered."""
+        model = self.model_label(charge.model)
+        self._metrics.inc("cascadeflow_model_tokens_total", charge.usage.input_tokens, kind="input", model=model)
+        self._metrics.inc("cascadeflow_model_tokens_total", charge.usage.output_tokens, kind="output", model=model)
+        self._metrics.inc("cascadeflow_model_cost_usd_total", charge.usd, kind="actual", model=model)
+
+
+def metric_models(settings: Settings) -> frozenset[str]:
+    """Every model name the configuration spells out (routes, their upstream names, rules, fallbacks, the grader,
+    `model_info`), also without a `provider/` prefix; glob patterns are not names."""
+    names = [settings.labels.grader_model, *settings.model_info]
+    for route in settings.models:
+        names += [route.match, route.upstream_model, *route.fallback_models]
+    for rule in settings.cascade_rules:
+        names += [rule.request_model, rule.draft_model, rule.verifier_model, *rule.fallback_models]
+    plain = {name for name in names if name and not any(char in name for char in "*?[")}
+    return frozenset(plain | {name.partition("/")[2] for name in plain if "/" in name})

@@ -1,7 +1,7 @@
 """Process metrics on prometheus-client: one table declares every metric; `Metrics` keeps the call API.
 
-A call site names a metric and passes its labels as keywords (`inc`, `observe`, `gauge`, `timer`); the table
-`METRICS` says its type, help text and label names. An undeclared name, a name of another type or labels other
+A call site names a metric and passes its labels as keywords (`inc`, `advance`, `observe`, `gauge`, `timer`); the
+table `METRICS` says its type, help text and label names. An undeclared name, a name of another type or labels other
 than the declared ones are logged once and dropped: metrics never fail a request. Each `Metrics` owns its
 registry (there is no global one), so several proxies may run in one process (the tests do).
 
@@ -11,7 +11,7 @@ there, and every scrape aggregates them with its multiprocess collector, built p
 the live workers; a worker drops its gauges at shutdown (`close`).
 
 No label may carry a key, a user's text or another unbounded value: labels are route, endpoint, dialect, status,
-kinds and outcomes, and model names from the configuration.
+kinds and outcomes, and model names from the configuration (any other model is counted as `other`).
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def _histogram(help_text: str, *labels: str, buckets: tuple[float, ...] = LLM_BU
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     # requests and routing
     "cascadeflow_requests_total": _counter(
-        "Client requests by endpoint and route (cache, pass_through, draft, escalated, strong, failed, rejected).",
-        "endpoint", "route"),
+        "Client requests by dialect, endpoint, HTTP status and route (cache, pass_through, draft, escalated, strong, "
+        "failed, rejected: refused before routing, by a key, the body, a rate limit or a budget).",
+        "dialect", "endpoint", "route", "status"),
     "cascadeflow_drafts_total": _counter(
         "Drafts by outcome (accepted, rejected, failed); acceptance rate = accepted / all.", "outcome"),
     "cascadeflow_cache_lookups_total": _counter(
@@ -93,6 +94,13 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
         "(exploration, grading).", "kind"),
     "cascadeflow_tokens_total": _counter("Tokens by kind (input, output) and tier (served, draft_wasted).",
                                          "kind", "tier"),
+    "cascadeflow_model_cost_usd_total": _counter(
+        "Request spend in USD by model (a configured name, else other) and kind: actual (served answers and wasted "
+        "drafts, on the model that answered) and original (the strong model alone, on the model it would have "
+        "been).", "kind", "model"),
+    "cascadeflow_model_tokens_total": _counter(
+        "Request tokens by model (a configured name, else other) and kind (input, output): served answers and "
+        "wasted drafts.", "kind", "model"),
     "cascadeflow_rate_limit_refusals_total": _counter(
         "Requests refused with 429 by the proxy's own rate limits, by the limit that refused (requests, tokens, "
         "concurrent, too_large: one request over a whole minute of tokens) and the caller's tier (none without one).",
@@ -112,7 +120,12 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     "cascadeflow_router_artifact_refusals_total": _counter("Router artifacts refused (mismatched or corrupt)."),
     "cascadeflow_verifier_artifact_loads_total": _counter("Verifier artifacts loaded (start-up and hot reloads)."),
     "cascadeflow_verifier_artifact_refusals_total": _counter("Verifier artifacts refused (mismatched or corrupt)."),
-    "cascadeflow_outcomes_total": _counter("Outcome records by result (queued, dropped).", "result"),
+    "cascadeflow_outcomes_total": _counter(
+        "Outcome records by result at the log's queue (queued; dropped: the queue was full or stopped).", "result"),
+    "cascadeflow_outcome_log_records_total": _counter(
+        "Outcome log records by what the writer did with them (written, spooled while the store is down, rejected "
+        "by the store and set aside, dropped: lost, refusals at the queue included); read from the log at each "
+        "scrape.", "result"),
     "cascadeflow_labels_total": _counter(
         "Labels of live traffic by how they were obtained and their value.", "label", "source"),
     "cascadeflow_explorations_total": _counter(
@@ -175,6 +188,7 @@ class Metrics:
         self._histograms: dict[str, Histogram] = {}
         self._children: dict[tuple[str, tuple[tuple[str, str], ...]], MetricWrapperBase] = {}
         self._dropped: set[str] = set()
+        self._totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         for name, spec in METRICS.items():
             if spec.kind == "counter":
                 self._counters[name] = Counter(name, spec.help, spec.labels, registry=self._registry)
@@ -204,6 +218,18 @@ class Metrics:
         histogram = self._child(self._histograms, name, labels)
         if histogram is not None:
             histogram.observe(amount)
+
+    def advance(self, name: str, total: float, **labels: str) -> None:
+        """Bring a counter up to a running total that a dependency keeps itself (read at each scrape); a total
+        that went down (the dependency started over) is taken as the new base."""
+        counter = self._child(self._counters, name, labels)
+        if counter is None:
+            return
+        key = (name, tuple(sorted(labels.items())))
+        seen = self._totals.get(key, 0.0)
+        if total > seen:
+            counter.inc(total - seen)
+        self._totals[key] = total
 
     def gauge(self, name: str, amount: float, **labels: str) -> None:
         """Set a gauge."""

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from router.catalog import ModelCatalog
 from router.config_errors import ConfigFileError, validation_issues
 from router.errors import ConfigError
+from router.ledger import metric_models
 from router.observability.logs import reconfigure_logging
 from router.observability.settings import ReloadSettings
 from router.settings import Settings, load_settings
@@ -146,6 +147,8 @@ def apply(services: Services, settings: Settings) -> None:
     services.pipeline.reconfigure(settings.cascade_rules)
     services.registry.reconfigure(settings.models)
     services.catalog = ModelCatalog(settings, services.registry)
+    if services.ledger is not None:
+        services.ledger.reconfigure(metric_models(settings))
     if services.cache_step is not None:
         services.cache_step.reconfigure(settings.cache)
     if services.verifier is not None:

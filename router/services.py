@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from router.auth import Authenticator
 from router.budgets.setup import build_budgets
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
-from router.ledger import Ledger
+from router.ledger import Ledger, metric_models
 from router.metrics import Metrics
 from router.pipeline import Pipeline, Steps
 from router.pipeline.draft import DraftStep
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
     from router.verifier import Verifier
 
 logger = logging.getLogger("router.services")
+STOP_BUDGET_S = 5.0
+"""At shutdown, after the answers in flight: the most background work and each writer's flush may take."""
+
+
+async def _bounded(work: Coroutine[Any, Any, None], timeout_s: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(work, max(timeout_s, 0.1))
+    except TimeoutError:
+        logger.warning("stopping %s took over %.1fs; left (journaled records are written at the next start)",
+                       what, timeout_s)
 
 
 @dataclass
@@ -54,6 +65,7 @@ class Services:
     verifier: Verifier | None = None
     recorder: OutcomeRecorder | None = None
     spend: SpendLedger | None = None
+    ledger: Ledger | None = None
     _owned: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -62,7 +74,7 @@ class Services:
         registry = ProviderRegistry(settings)
         metrics = Metrics()
         prices = PriceBook(model_info=settings.model_info)
-        ledger = Ledger(prices, metrics)
+        ledger = Ledger(prices, metrics, metric_models(settings))
         guard = UpstreamGuard(settings.resilience, {name: (provider.retry, provider.breaker)
                                                     for name, provider in settings.providers.items()}, metrics)
         upstream = Upstream(spend_client_keys=settings.labels.spend_client_keys, guard=guard)
@@ -100,7 +112,7 @@ class Services:
         services = cls(settings=settings, registry=registry, authenticator=authenticator, pipeline=pipeline,
                        catalog=ModelCatalog(settings, registry), metrics=metrics, guard=guard,
                        encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder,
-                       spend=spend)
+                       spend=spend, ledger=ledger)
         services._owned = [semantic] if semantic is not None else []
         return services
 
@@ -172,16 +184,22 @@ class Services:
         return checks
 
     async def stop(self) -> None:
-        """Drain background work, close connections."""
-        await self.pipeline.drain()
+        """Drain background work, write what is queued, close connections; each for a bounded time.
+
+        uvicorn has given the answers in flight `server.shutdown_grace_s` already; what follows nobody waits for:
+        cache writes and labels get `min(grace, STOP_BUDGET_S)`, then are cancelled (what they spent is posted),
+        and the outcome log and spend ledger as long to write what is queued (what they do not write stays in
+        their journals, written at the next start)."""
+        budget = min(self.settings.server.shutdown_grace_s, STOP_BUDGET_S)
+        await _bounded(self.pipeline.drain(budget), budget + 1.0, "background work")
         if self.spend is not None:
-            await self.spend.stop()
+            await _bounded(self.spend.stop(), budget, "the spend ledger")
         if self.learned is not None:
             await self.learned.stop()
         if self.verifier is not None:
             await self.verifier.stop()
         if self.recorder is not None:
-            await self.recorder.log.stop()
+            await _bounded(self.recorder.log.stop(), budget, "the outcome log")
         for owned in self._owned:
             await owned.stop()
         if self.encoder is not None:

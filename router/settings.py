@@ -198,6 +198,8 @@ class CacheSettings(_Strict):
     similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
     ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
     capacity: int = Field(100_000, ge=1)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    """What the entries may hold in memory (answers, vectors, index): past it, the oldest are evicted."""
     allow_sampled: bool = False
 
 
@@ -323,7 +325,8 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
         "spend": resolve_spend(settings, base, environ),
         "cache": cache.model_copy(update={"directory": local(cache.directory)}),
         "outcome_log": log.model_copy(update={"url": resolve_sqlite_url(log.url, base, environ),
-                                              "spool_path": local(log.spool_path)}),
+                                              "spool_path": local(log.spool_path),
+                                              "journal_path": local(log.journal_path or log.default_journal_path())}),
         "learned_router": learned.model_copy(update={"models_dir": local(learned.models_dir),
                                                      "artifact": local(learned.artifact)}),
         "verifier": verifier.model_copy(update={"models_dir": local(verifier.models_dir),

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from router.api.deps import authenticate, client_call, get_services
+from router.api.disconnect import unless_disconnected
 from router.errors import ProxyError
-from router.types import Answer, Dialect, Endpoint, JSONAnswer
+from router.services import Services
+from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer
 
 router = APIRouter()
 
@@ -28,10 +30,29 @@ async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint) -> Resp
     try:
         principal = await authenticate(request, services)
         call = await client_call(request, services, principal, dialect, endpoint)
-    except ProxyError:  # refused before it became a call (key, body size, JSON): counted, nothing to record
-        services.metrics.inc("cascadeflow_requests_total", endpoint=endpoint.value, route="rejected")
+    except ProxyError as error:  # refused before it became a call (key, body size, JSON): counted, nothing to record
+        _rejected(services, dialect, endpoint, error.status_code)
         raise
-    return render(await services.authenticator.admitted(call, services.pipeline.handle))
+    handled: list[ClientCall] = []
+
+    async def handle(admitted: ClientCall) -> Answer:
+        handled.append(admitted)
+        return await services.pipeline.handle(admitted)
+
+    try:
+        answer = await unless_disconnected(request, services.authenticator.admitted(call, handle))
+    except ProxyError as error:
+        if not handled:  # admission failed (a limiter's store is down): counted, nothing to record
+            _rejected(services, dialect, endpoint, error.status_code)
+        raise
+    if not handled:  # refused by a rate limit or a budget: counted, nothing to record
+        _rejected(services, dialect, endpoint, answer.status)
+    return render(answer)
+
+
+def _rejected(services: Services, dialect: Dialect, endpoint: Endpoint, status: int) -> None:
+    services.metrics.inc("cascadeflow_requests_total", endpoint=endpoint.value, route="rejected",
+                         dialect=dialect.value, status=str(status))
 
 
 @router.post("/v1/messages")

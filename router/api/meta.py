@@ -77,13 +77,19 @@ async def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
 
 
 def sample_gauges(services: Services) -> None:
-    """Set the state gauges (cache entries, outcome log queue depth) from the dependencies' own status."""
+    """Set the state gauges (cache entries, outcome log queue depth) and the outcome log's own counts from the
+    dependencies' status."""
     checks = services.readiness()
     for check, field, gauge in (("cache", "entries", "cascadeflow_cache_entries"),
                                 ("outcome_log", "queued", "cascadeflow_outcome_log_queue_depth")):
         value = checks.get(check, {}).get(field)
         if isinstance(value, int | float) and not isinstance(value, bool):
             services.metrics.gauge(gauge, float(value))
+    log = checks.get("outcome_log", {})
+    for result in ("written", "spooled", "rejected", "dropped"):
+        total = log.get(result)
+        if isinstance(total, int) and not isinstance(total, bool):
+            services.metrics.advance("cascadeflow_outcome_log_records_total", float(total), result=result)
 
 
 @router.api_route("/", methods=["GET", "HEAD"])

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import replace
 
 from router.costs import TokenUsage
 from router.model_settings import ModelInfoTable
-from router.pipeline.outcome import DraftRun
+from router.pipeline.outcome import DraftRun, Progress
 from router.policy.capabilities import adapt_betas, adapt_request, capabilities_of, has_tools, logprobs_wanted
 from router.providers.call import Upstream
 from router.providers.registry import NoCredentials, ProviderRegistry, Target
+from router.providers.wire import Completion
 from router.scoring.agreement import sample_agreement
 from router.settings import CascadeRule
 from router.types import ClientCall, Dialect, JSONObject
@@ -55,8 +58,11 @@ class DraftStep:
         self._upstream = upstream
         self._model_info = model_info or {}
 
-    async def run(self, call: ClientCall, rule: CascadeRule, hub_request: JSONObject) -> DraftRun:
-        """The draft's complete answer, or a failed run saying why (NotServableByDraft is raised)."""
+    async def run(self, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
+                  progress: Progress | None = None) -> DraftRun:
+        """The draft's complete answer, or a failed run saying why (NotServableByDraft is raised). When it is
+        cancelled, the draft and its samples are cut (their connections closed) and `progress.plan` gets the cut
+        run, priced on what they had used."""
         target = self._registry.resolve(rule.draft_model, call.dialect, buffered=True)
         request, native = draft_request(call, target, hub_request, self._model_info)
         model, provider = target.upstream_model, target.provider.name
@@ -66,14 +72,23 @@ class DraftStep:
         if native and not logprobs:  # a chat client's own ask would fail a draft where log-probs do not work
             request = {key: value for key, value in request.items() if key not in _LOGPROB_FIELDS}
         sampled = {**request, "temperature": rule.verify.temperature}
+        cut: list[Completion] = []
+        started = time.perf_counter()
         try:  # the draft and its extra samples (agreement evidence, when the rule asks for it) run together
             buffered, *extra = await asyncio.gather(*(
                 self._upstream.buffer(call, target, body, native=native, timeout_s=rule.draft_timeout_s, beta=beta,
-                                      logprobs=logprobs)
+                                      logprobs=logprobs, on_cancel=cut.append)
                 for body in [request, *[sampled] * (rule.verify.samples - 1)]))
         except NoCredentials as exc:
             logger.info("draft skipped for %s: %s", call.request_id, exc)
             return DraftRun(model, provider, None, 0.0, f"draft {model} failed: {exc}")
+        except asyncio.CancelledError:
+            if progress is not None:  # the samples' usage is paid as draft cost, as when they finish
+                usage = _total([completion.usage for completion in cut]) if cut else None
+                run = DraftRun(model, provider, Completion(None, usage, error="cancelled"),
+                               (time.perf_counter() - started) * 1000.0, f"draft {model} cancelled")
+                progress.plan = replace(progress.plan, draft=run, draft_status="failed")
+            raise
         completion = buffered.completion
         samples_usage = _total([b.completion.usage for b in extra]) if extra else None
         if not completion.complete or completion.message is None:

@@ -112,6 +112,16 @@ class Plan:
 _ACCEPTED_HEADER = {"accepted": "true", "rejected": "false", "failed": "failed", "skipped": "skipped"}
 
 
+@dataclass
+class Progress:
+    """How far a request has got, the one mutable value of a request: what its record says (and what it had spent)
+    when it is cancelled before its answer began (its client hung up, or the server stopped waiting for it)."""
+
+    request: Request
+    plan: Plan
+    stage: str = "routing"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Everything that happened to one request, once it is over (answer complete, failed, or abandoned)."""

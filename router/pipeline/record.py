@@ -8,6 +8,7 @@ always) and hands labelled cases to the labeler. Nothing here may fail a request
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import TYPE_CHECKING
@@ -21,10 +22,11 @@ from router.learning_settings import OutcomeLogSettings
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.observability.context import note_call, note_outcome
+from router.pipeline.durable import Wait, all_synced, synced_answer
 from router.pipeline.outcome import Outcome, Plan
 from router.policy.features import FEATURES_VERSION
 from router.scoring.extract import answer_text
-from router.types import ClientCall
+from router.types import Answer, ClientCall
 
 if TYPE_CHECKING:
     from router.labeling import Labeler
@@ -50,6 +52,11 @@ class OutcomeRecorder:
         """Whether recording needs the whole answer (text stored, or a label to judge)."""
         return self._settings.store_text or (plan.rule is not None and self._labeler is not None)
 
+    @property
+    def syncs(self) -> bool:
+        """Whether the log's journal fsyncs (answers then wait for it)."""
+        return self._settings.journal and self._settings.journal_fsync
+
     def submit(self, outcome: Outcome) -> None:
         """Queue the record of a finished request, then label it when it can be."""
         queued = self.log.submit(record_of(outcome, self._settings))
@@ -72,10 +79,10 @@ class OutcomeRecorder:
         elif plan.route == "strong" and prediction is not None and prediction.skip:
             labeler.explore(call.request_id, call, rule, hub, served, "strong")
 
-    async def drain(self) -> None:
-        """Wait for labels in flight, then make every queued record durable."""
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for labels in flight (for at most `timeout_s`, then they are cancelled), then write what is queued."""
         if self._labeler is not None:
-            await self._labeler.drain()
+            await self._labeler.drain(timeout_s)
         await self.log.flush()
 
 
@@ -90,6 +97,24 @@ class RecordStep:
         self._recorder = recorder
         self._cache = cache
         self._background = BackgroundTasks(metrics, "cache", logger)
+        self._syncs: list[Wait] = []
+        if recorder is not None and recorder.syncs:
+            self._syncs.append(recorder.log.durable)
+        if spend is not None and spend.syncs:
+            self._syncs.append(spend.durable)
+
+    @property
+    def syncs(self) -> bool:
+        """Whether answers wait for a journal's group fsync (`journal_fsync`) before they complete."""
+        return bool(self._syncs)
+
+    async def durable(self) -> None:
+        """Return once the records written so far are on disk (with `journal_fsync`; at once otherwise)."""
+        await all_synced(self._syncs)
+
+    async def durable_answer(self, answer: Answer) -> Answer:
+        """The answer, completing only once the request's records are on disk (see router/pipeline/durable.py)."""
+        return await synced_answer(answer, self.durable)
 
     def needs_message(self, plan: Plan, lookup: CacheLookup | None) -> bool:
         """Whether the answer's whole message must be decoded (to cache, store or label it)."""
@@ -98,7 +123,8 @@ class RecordStep:
     def count(self, call: ClientCall, route: str) -> None:
         """Count a request that bills nothing (a token count)."""
         note_call(call, route)
-        self._metrics.inc("cascadeflow_requests_total", endpoint=call.endpoint.value, route=route)
+        self._metrics.inc("cascadeflow_requests_total", endpoint=call.endpoint.value, route=route,
+                          dialect=call.dialect.value, status="200")
 
     def finish(self, outcome: Outcome, lookup: CacheLookup | None = None) -> None:
         """Everything that follows a finished request; never raises."""
@@ -110,11 +136,11 @@ class RecordStep:
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="outcome_log")
 
     def _finish(self, outcome: Outcome, lookup: CacheLookup | None) -> None:
-        plan = outcome.plan
-        self._metrics.inc("cascadeflow_requests_total", endpoint=outcome.call.endpoint.value, route=plan.route)
+        plan, call, status = outcome.plan, outcome.call, str(outcome.status)
+        self._metrics.inc("cascadeflow_requests_total", endpoint=call.endpoint.value, route=plan.route,
+                          dialect=call.dialect.value, status=status)
         self._metrics.observe("cascadeflow_request_duration_seconds", outcome.latency_ms / 1000.0, route=plan.route,
-                              endpoint=outcome.call.endpoint.value, dialect=outcome.call.dialect.value,
-                              status=str(outcome.status))
+                              endpoint=call.endpoint.value, dialect=call.dialect.value, status=status)
         if plan.draft is not None and plan.draft_status is not None:
             self._metrics.inc("cascadeflow_drafts_total", outcome=plan.draft_status)
             self._metrics.observe("cascadeflow_draft_duration_seconds", plan.draft.latency_ms / 1000.0,
@@ -133,11 +159,11 @@ class RecordStep:
         if self._recorder is not None:
             self._recorder.submit(outcome)
 
-    async def drain(self) -> None:
-        """Wait for background work (cache writes, labels, log writes) at shutdown."""
-        await self._background.drain()
-        if self._recorder is not None:
-            await self._recorder.drain()
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for background work (cache writes, labels, log writes) at shutdown; with `timeout_s`, cache writes
+        and labels still running after it are cancelled (nobody waits for them; what they spent is posted)."""
+        await asyncio.gather(self._background.drain(timeout_s),
+                             self._recorder.drain(timeout_s) if self._recorder is not None else asyncio.sleep(0))
 
 
 def _reason(outcome: Outcome) -> str:
@@ -152,7 +178,7 @@ def _reason(outcome: Outcome) -> str:
 
 def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
     """The outcome record of a finished request."""
-    from router.storage.records import OutcomeRecord
+    from router.storage.records import OutcomeRecord, new_record_id
 
     call, plan, features, ledger = outcome.call, outcome.plan, outcome.features, outcome.ledger
     prediction, draft, verdict = features.prediction, plan.draft, plan.verdict
@@ -190,4 +216,5 @@ def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
         strong_only_cost_usd=ledger.strong_only_usd, latency_ms=outcome.latency_ms,
         draft_latency_ms=draft.latency_ms if draft else None,
         strong_latency_ms=outcome.latency_ms - (draft.latency_ms if draft else 0.0) if strong_ran else None,
+        record_id=new_record_id(),
     )

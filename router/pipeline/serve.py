@@ -93,7 +93,8 @@ class ServeStep:
     def _relayed(self, request: Request, plan: Plan, target: Target, completion: Completion) -> Outcome:
         """The outcome of a relayed answer (JSON now, a stream at its end or when the client hung up)."""
         served = self._ledger.charge(target.upstream_model, completion.usage, target.provider.name)
-        entry = LedgerEntry(served, self._wasted(plan).wasted_draft, served.usd if served is not None else None)
+        entry = LedgerEntry(served, self._wasted(plan).wasted_draft, served.usd if served is not None else None,
+                            target.upstream_model)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry, completion,
                           error=completion.error, latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, request.lookup)
@@ -107,7 +108,7 @@ class ServeStep:
         served = self._ledger.charge(draft.model, draft.usage, draft.provider)  # its extra samples included
         strong = self._registry.resolve(rule.strong_model, request.call.dialect)
         estimate = self._ledger.charge(strong.upstream_model, draft.completion.usage, strong.provider.name)
-        entry = LedgerEntry(served, None, estimate.usd if estimate is not None else None)
+        entry = LedgerEntry(served, None, estimate.usd if estimate is not None else None, strong.upstream_model)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry, draft.completion,
                           latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, request.lookup)
@@ -129,7 +130,8 @@ class ServeStep:
             estimate = self._ledger.charge(target.upstream_model, usage, target.provider.name)
         except ProxyError:
             estimate = None
-        entry = LedgerEntry(None, None, estimate.usd if estimate is not None else None)
+        entry = LedgerEntry(None, None, estimate.usd if estimate is not None else None,
+                            estimate.model if estimate is not None else None)
         outcome = Outcome(request.call, request.clock, plan, request.hub, request.features, entry,
                           Completion(message, usage), cache_hit=True, latency_ms=request.clock.elapsed_ms())
         self._record.finish(outcome, lookup)

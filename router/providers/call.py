@@ -123,7 +123,7 @@ class Upstream:
             data: Any = orjson.loads(reply.body)
             completion = target.wire.decode(data)
         except _DECODE_ERRORS as exc:
-            if renamed:
+            if renamed or isinstance(exc, orjson.JSONDecodeError):  # not JSON at all: no answer a client can read
                 raise UpstreamMalformedError(f"the upstream answer could not be decoded: {exc}") from exc
             return Relayed(JSONAnswer(reply.status, {**reply.headers, **_JSON}, reply.body),
                            Completion(None, None, error=f"undecodable answer: {exc}"))
@@ -156,10 +156,11 @@ class Upstream:
 
     async def buffer(self, call: ClientCall, target: Target, request: JSONObject, *, native: bool,
                      timeout_s: float, background: bool = False, beta: str | None = None,
-                     logprobs: bool = False) -> Buffered:
+                     logprobs: bool = False, on_cancel: OnDone | None = None) -> Buffered:
         """A complete answer, streamed from the provider and never shown. `request` is a hub request, or a body of
         the target's own wire when `native`. A failed call (error, broken stream, timeout) is an incomplete
-        completion that keeps the usage seen before it failed; raises NoCredentials."""
+        completion that keeps the usage seen before it failed; raises NoCredentials. A cancelled call closes its
+        connection and hands what it had spent to `on_cancel` before the cancellation goes on."""
         started = time.perf_counter()
         body = dict(request) if native else target.wire.build(request, target.upstream_model)
         body.update(model=target.upstream_model, stream=True)
@@ -187,6 +188,10 @@ class Upstream:
             completion = _ended(decoder, f"no complete answer within {timeout_s:g}s")
         except UpstreamError as exc:
             completion = _ended(decoder, exc.message)
+        except asyncio.CancelledError:  # nobody waits for it any more: what it spent is still accounted for
+            if on_cancel is not None:
+                on_cancel(_ended(decoder, "cancelled"))
+            raise
         return Buffered(completion, (time.perf_counter() - started) * 1000.0)
 
 
@@ -255,6 +260,22 @@ class Reframe:
         return b"".join(out)
 
 
+def _whole_events(data: bytes) -> int:
+    """How many leading bytes end with a whole event (a blank line)."""
+    lf, crlf = data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def _malformed(events: list[SSEEvent]) -> str | None:
+    """An event whose data cannot be a JSON object nor `[DONE]` (cut short, or garbage), checked by its framing
+    alone: the relay does not parse what it forwards."""
+    for event in events:
+        data = event.data.strip()
+        if data and data != "[DONE]" and not (data[0] == "{" and data[-1] == "}"):
+            return f"a malformed event ({data[:40]!r})"
+    return None
+
+
 def _observe(decoder: StreamDecoder, events: list[SSEEvent]) -> str | None:
     """Feed the decoder; the reason the answer can no longer be decoded, if it cannot."""
     try:
@@ -279,21 +300,31 @@ def _ended(decoder: StreamDecoder, broken: str | None) -> Completion:
 
 async def _raw_frames(call: ClientCall, upstream: UpstreamStream, decoder: StreamDecoder, reframe: Reframe,
                       on_done: OnDone) -> AsyncIterator[bytes]:
-    """The client's own stream, relayed as it arrives (renamed if needed) and observed once."""
+    """The client's own stream, relayed as it arrives (renamed if needed) and observed once. Only whole events
+    are relayed (an event cut by a failure is never half sent), and a malformed one ends the stream."""
     broken: str | None = None
     completion: Completion | None = None
+    pending = b""  # the start of an event not yet complete
     try:
         async for chunk, events in _events(upstream):
+            if (malformed := _malformed(events)) is not None:
+                upstream.close()
+                raise UpstreamMalformedError(f"the upstream stream could not be decoded: {malformed}")
             if broken is None:
                 broken = _observe(decoder, events)
             if reframe.active:
                 if events:
                     yield reframe.frames(events)
             elif chunk:
-                yield chunk
+                pending += chunk
+                if whole := _whole_events(pending):
+                    yield pending[:whole]
+                    pending = pending[whole:]
         completion = _ended(decoder, broken)
         if completion.error == EARLY_END:  # the upstream never ended its answer: say so in the client's dialect
             yield error_frame(call.dialect, "api_error", EARLY_END)
+        elif pending:
+            yield pending
     except UpstreamError as exc:
         completion = _ended(decoder, exc.message)
         yield error_frame(call.dialect, exc.kind, exc.message)

@@ -221,5 +221,5 @@ def test_metrics_count_routes_and_drafts(cascade_proxy: BackgroundServer, claude
     claude.messages.create(model="claude-opus-4-8", max_tokens=16, messages=[{"role": "user", "content": marker()}])
     text = httpx.get(cascade_proxy.url + "/metrics").text
     assert 'cascadeflow_drafts_total{outcome="accepted"}' in text
-    assert 'cascadeflow_requests_total{endpoint="messages",route="draft"}' in text
+    assert 'cascadeflow_requests_total{dialect="anthropic",endpoint="messages",route="draft",status="200"}' in text
     assert "cascadeflow_cost_usd_total" in text

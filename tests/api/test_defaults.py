@@ -184,7 +184,7 @@ def test_failed_requests_are_counted_and_recorded(proxy_factory: ProxyFactory, u
                                                   tmp_path: Path) -> None:
     log = outcome_log(tmp_path)
     proxy = proxy_factory(proxy_settings(upstream.url, outcome_log=log))
-    failed = r'cascadeflow_requests_total\{endpoint="messages",route="failed"\}'
+    failed = r'cascadeflow_requests_total\{dialect="anthropic",endpoint="messages",route="failed",status="\d+"\}'
     assert ask(proxy, f"{marker()} [[status:529]]").status_code == 529
     assert ask(proxy, f"{marker()} [[fail:claude-sonnet-5]]", stream=True).status_code == 500
     refused = httpx.post(proxy.url + "/v1/messages", json={"model": "claude-sonnet-5", "max_tokens": 16},

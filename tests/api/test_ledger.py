@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 from genai_prices import Usage, calc_price
+from prometheus_client.parser import text_string_to_metric_families
 
 from router.costs import PriceBook, TokenUsage
 from router.embedding.encoder import Encoder
@@ -184,9 +185,10 @@ class Books:
         return Reply(response.status_code, response.headers, tokens, response.text)
 
     def metric(self, name: str, **labels: str) -> float:
-        want = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "} "
-        lines = httpx.get(self.proxy.url + "/metrics").text.splitlines()
-        return next((float(line[len(want):]) for line in lines if line.startswith(want)), 0.0)
+        """The sum of a metric's samples that carry these labels (and any others)."""
+        text = httpx.get(self.proxy.url + "/metrics").text
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == name and labels.items() <= sample.labels.items())
 
     def cost(self, kind: str) -> float:
         return self.metric("cascadeflow_cost_usd_total", kind=kind)

@@ -68,9 +68,9 @@ def test_requests_latency_and_spend_move_by_what_was_served(cascade: BackgroundS
     replies = [ask(cascade, f"What is 2+2? {marker()}") for _ in range(3)]
     assert [r.headers["x-cascadeflow-draft-accepted"] for r in replies] == ["true"] * 3
     delta = moved(before, scrape(cascade))
-    assert delta("cascadeflow_requests_total", endpoint="messages", route="draft") == 3
-    assert delta("cascadeflow_drafts_total", outcome="accepted") == 3
     request = {"dialect": "anthropic", "endpoint": "messages", "route": "draft", "status": "200"}
+    assert delta("cascadeflow_requests_total", **request) == 3
+    assert delta("cascadeflow_drafts_total", outcome="accepted") == 3
     assert delta("cascadeflow_request_duration_seconds_count", **request) == 3
     assert delta("cascadeflow_request_duration_seconds_bucket", le="+Inf", **request) == 3
     assert delta("cascadeflow_request_duration_seconds_sum", **request) > 0
@@ -85,8 +85,8 @@ def test_a_streamed_escalation_times_its_first_byte_and_its_strong_call(cascade:
     reply = ask(cascade, f"{marker()} [[weak:claude-haiku-4-5]]", stream=True)
     assert reply.status_code == 200 and reply.headers["x-cascadeflow-route"] == "escalated"
     deadline = time.monotonic() + 5  # a stream is recorded when it ends
-    while (delta := moved(before, scrape(cascade)))("cascadeflow_requests_total", endpoint="messages",
-                                                    route="escalated") < 1:
+    while (delta := moved(before, scrape(cascade)))("cascadeflow_requests_total", dialect="anthropic",
+                                                    endpoint="messages", route="escalated", status="200") < 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     stream = {"dialect": "anthropic", "endpoint": "messages", "route": "escalated"}
@@ -125,12 +125,13 @@ def test_label_values_are_escaped() -> None:
 
 def test_unknown_metrics_and_wrong_labels_are_dropped_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics()
-    metrics.inc("cascadeflow_requests_total", endpoint="messages", route="draft")
+    served = {"dialect": "anthropic", "endpoint": "messages", "route": "draft", "status": "200"}
+    metrics.inc("cascadeflow_requests_total", **served)
     with caplog.at_level(logging.WARNING, logger="router.metrics"):
         for _ in range(3):
             metrics.inc("cascadeflow_no_such_thing_total", endpoint="messages")
             metrics.inc("cascadeflow_requests_total", endpoint="messages")  # `route` missing
-            metrics.observe("cascadeflow_requests_total", 1.0, endpoint="messages", route="draft")  # a counter
+            metrics.observe("cascadeflow_requests_total", 1.0, **served)  # a counter
             metrics.inc("cascadeflow_tokens_total", -1, kind="input", tier="served")
             with metrics.timer("cascadeflow_nothing_seconds"):
                 pass
@@ -139,7 +140,7 @@ def test_unknown_metrics_and_wrong_labels_are_dropped_and_logged_once(caplog: py
     assert any("cascadeflow_no_such_thing_total" in line for line in warned)
     text = metrics.render()
     assert "no_such_thing" not in text and "nothing_seconds" not in text
-    assert metrics.value("cascadeflow_requests_total", endpoint="messages", route="draft") == 1
+    assert metrics.value("cascadeflow_requests_total", **served) == 1
 
 
 def test_the_table_follows_the_naming_rules() -> None:
@@ -151,7 +152,7 @@ def test_the_table_follows_the_naming_rules() -> None:
 
 
 def test_every_metric_the_code_names_is_declared() -> None:
-    call = re.compile(r"metrics\.(inc|observe|gauge|timer)\(\s*(f?)\"(cascadeflow_[^\"]*)\"")
+    call = re.compile(r"metrics\.(inc|advance|observe|gauge|timer)\(\s*(f?)\"(cascadeflow_[^\"]*)\"")
     named: set[str] = set()
     for path in (ROOT / "router").rglob("*.py"):
         for _, is_format, name in call.findall(path.read_text()):
@@ -169,7 +170,7 @@ metrics = Metrics()
 assert metrics.shared, "this process's values must live in PROMETHEUS_MULTIPROC_DIR"
 count, entries, close = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "close"
 for _ in range(count):
-    metrics.inc("cascadeflow_requests_total", endpoint="messages", route="draft")
+    metrics.inc("cascadeflow_requests_total", dialect="anthropic", endpoint="messages", route="draft", status="200")
     metrics.observe("cascadeflow_request_duration_seconds", 0.2, dialect="anthropic", endpoint="messages",
                     route="draft", status="200")
 metrics.inc("cascadeflow_cost_usd_total", 0.25 * count, kind="actual")
@@ -188,7 +189,7 @@ def test_processes_sharing_a_multiprocess_directory_add_up_in_one_scrape(tmp_pat
         assert writer.returncode == 0, error.decode()
     samples = parse(Metrics(multiprocess_dir=str(tmp_path)).render())
     request = {"dialect": "anthropic", "endpoint": "messages", "route": "draft", "status": "200"}
-    assert value(samples, "cascadeflow_requests_total", endpoint="messages", route="draft") == 7
+    assert value(samples, "cascadeflow_requests_total", **request) == 7
     assert value(samples, "cascadeflow_request_duration_seconds_count", **request) == 7
     assert value(samples, "cascadeflow_request_duration_seconds_bucket", le="0.25", **request) == 7
     assert value(samples, "cascadeflow_request_duration_seconds_bucket", le="0.1", **request) == 0

@@ -204,7 +204,9 @@ async def test_a_failure_is_counted_and_recorded_then_raised() -> None:
     with pytest.raises(ProxyError):
         await pipeline.handle(call(""))  # refused by validation: no model
     assert [r.route for r in log.records] == ["failed", "failed"]
-    assert metrics.value("cascadeflow_requests_total", endpoint="messages", route="failed") == 2
+    failed = {"dialect": "anthropic", "endpoint": "messages", "route": "failed"}
+    assert metrics.value("cascadeflow_requests_total", status="529", **failed) == 1
+    assert metrics.value("cascadeflow_requests_total", status="400", **failed) == 1
 
 
 async def test_a_malformed_answer_across_dialects_is_an_upstream_error() -> None:
