@@ -278,3 +278,27 @@ async def test_redis_away_falls_back_to_counters_of_the_replica() -> None:
         assert not limiter.healthy and limiter.last_error
     finally:
         await limiter.close()
+
+
+async def test_three_proxies_share_sixty_requests_a_minute(proxy_factory: ProxyFactory,
+                                                           upstream: BackgroundServer) -> None:
+    client, prefix = await redis_or_skip(), redis_prefix()
+    try:
+        secret = "key-" + marker()
+        auth = {"keys": [{"key_sha256": hash_key(secret), "user": "three", "rpm": 60}], "limiter": "redis",
+                "redis_url": REDIS_URL, "redis_prefix": prefix}
+        proxies = [proxy_factory(proxy_settings(upstream.url, auth=auth)) for _ in range(3)]
+        tag = marker()
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(asyncio.to_thread(ask_openai, proxies[index % 3].url, secret, tag)
+                                          for index in range(90)))
+        elapsed = time.monotonic() - started
+        served = [index % 3 for index, response in enumerate(statuses) if response.status_code == 200]
+        # GCRA: a burst of 60, then one more each second (60 a minute); never 60 per replica
+        assert 60 <= len(served) <= 60 + int(elapsed) + 1, (len(served), elapsed)
+        assert sum(r.status_code == 429 for r in statuses) == 90 - len(served)
+        assert set(served) == {0, 1, 2}, "whichever replica serves them"
+        assert len(received_with(upstream, tag)) == len(served)
+    finally:
+        await drop_prefix(client, prefix)
+        await client.aclose()
