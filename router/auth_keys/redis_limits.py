@@ -8,13 +8,9 @@ When Redis cannot be reached the replica falls back to its own counters (logged 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from router.auth_keys.limits import (
     LEASE_TTL_MS,
@@ -31,10 +27,10 @@ from router.auth_keys.limits import (
     tightest,
     too_large,
 )
+from router.storage.redis_counters import REDIS_FAILURES, RedisCounters
 
 logger = logging.getLogger("router.auth_keys")
 TIMEOUT_S = 0.5
-_FAILURES = (RedisError, OSError, TimeoutError)
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -108,26 +104,12 @@ return 1
 """
 
 
-class RedisLimiter:
+class RedisLimiter(RedisCounters):
     """Counters in Redis, shared by every replica that uses the same URL and prefix."""
 
     def __init__(self, url: str, prefix: str, *, fallback: MemoryLimiter | None = None) -> None:
-        self.url = url
-        self.prefix = prefix
-        self._client: Any = None
-        self._acquire: Any = None
-        self._adjust: Any = None
+        super().__init__(url, prefix, {"acquire": ACQUIRE, "adjust": ADJUST}, TIMEOUT_S)
         self.fallback = fallback or MemoryLimiter()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.healthy = True
-        self.last_error: str | None = None
-
-    def _redis(self) -> Any:
-        if self._client is None:
-            self._client = aioredis.from_url(self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
-            self._acquire = self._client.register_script(ACQUIRE)
-            self._adjust = self._client.register_script(ADJUST)
-        return self._client
 
     def rate_key(self, scope: str, metric: Metric) -> str:
         """The Redis key of one rate counter."""
@@ -158,9 +140,8 @@ class RedisLimiter:
             args += [counter.limit, counter.cost]
         args += [scope.limits.max_concurrent or 0 for scope in capped]
         try:
-            self._redis()
-            reply = await self._acquire(keys=keys, args=args)
-        except _FAILURES as exc:
+            reply = await self._script("acquire")(keys=keys, args=args)
+        except REDIS_FAILURES as exc:
             self._failed(exc)
             return self.fallback.acquire_now(scopes, tokens)
         if not self.healthy:
@@ -184,9 +165,8 @@ class RedisLimiter:
 
     async def _settle(self, keys: list[str], args: list[int | float]) -> None:
         try:
-            self._redis()
-            await self._adjust(keys=keys, args=args)
-        except _FAILURES as exc:
+            await self._script("adjust")(keys=keys, args=args)
+        except REDIS_FAILURES as exc:
             self._failed(exc)
 
     async def _release(self, keys: list[str], lease: str) -> None:
@@ -195,25 +175,8 @@ class RedisLimiter:
                 for key in keys:
                     pipe.zrem(key, lease)
                 await pipe.execute()
-        except _FAILURES as exc:
+        except REDIS_FAILURES as exc:
             self._failed(exc)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self) -> None:
-        """Wait for corrections and releases in flight."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Finish background work and close the connection pool."""
-        await self.drain()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
 
 
 def _decision(reply: Sequence[Any], rates: list[Counter], capped: list[Scope], ticket: Ticket) -> Decision:

@@ -10,13 +10,9 @@ replica, and spend settled during the outage is not added to the shared counters
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from router.budgets.core import (
     GRACE_S,
@@ -30,11 +26,11 @@ from router.budgets.core import (
     RefusalReason,
     SpentTotal,
 )
+from router.storage.redis_counters import REDIS_FAILURES, RedisCounters
 
 logger = logging.getLogger("router.budgets")
 TIMEOUT_S = 0.5
 HOLD_TTL_MS = 30 * 60_000
-_FAILURES = (RedisError, OSError, TimeoutError)
 
 RESERVE = """
 local t = redis.call('TIME')
@@ -92,26 +88,12 @@ return 1
 """
 
 
-class RedisBudgets:
+class RedisBudgets(RedisCounters):
     """Budget counters in Redis, shared by every replica that uses the same URL and prefix."""
 
     def __init__(self, url: str, prefix: str, *, local: MemoryBudgets | None = None) -> None:
-        self.url = url
-        self.prefix = prefix
+        super().__init__(url, prefix, {"reserve": RESERVE, "settle": SETTLE}, TIMEOUT_S)
         self.local = local or MemoryBudgets()
-        self._client: Any = None
-        self._reserve: Any = None
-        self._settle: Any = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.healthy = True
-        self.last_error: str | None = None
-
-    def _redis(self) -> Any:
-        if self._client is None:
-            self._client = aioredis.from_url(self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
-            self._reserve = self._client.register_script(RESERVE)
-            self._settle = self._client.register_script(SETTLE)
-        return self._client
 
     def spent_key(self, scope: str, period: str) -> str:
         """The Redis key of a scope's spend in a period (`Periods.key`)."""
@@ -139,8 +121,8 @@ class RedisBudgets:
             args += [-1 if limit is None else limit for limit in (scope.limits.daily_usd, scope.limits.monthly_usd)]
         try:
             self._redis()
-            reply = await self._reserve(keys=self._keys(scopes, periods), args=args)
-        except _FAILURES as exc:
+            reply = await self._script("reserve")(keys=self._keys(scopes, periods), args=args)
+        except REDIS_FAILURES as exc:
             self._failed(exc)
             return self.local.reserve_now(scopes, amount_usd, periods)
         if not self.healthy:
@@ -165,9 +147,8 @@ class RedisBudgets:
 
     async def _settle_in_redis(self, keys: list[str], args: list[str | int]) -> None:
         try:
-            self._redis()
-            await self._settle(keys=keys, args=args)
-        except _FAILURES as exc:
+            await self._script("settle")(keys=keys, args=args)
+        except REDIS_FAILURES as exc:
             self._failed(exc)
 
     async def seed(self, totals: Sequence[SpentTotal], periods: Periods) -> None:
@@ -184,25 +165,8 @@ class RedisBudgets:
                     pipe.set(self.spent_key(total.scope, total.period), repr(total.usd), nx=True,
                              pxat=int((current[total.period] + GRACE_S) * 1000))
                 await pipe.execute()
-        except _FAILURES as exc:
+        except REDIS_FAILURES as exc:
             self._failed(exc)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self) -> None:
-        """Wait for settlements in flight."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        """Finish settlements and close the connection pool."""
-        await self.drain()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
 
 
 def _text(value: Any) -> str:
