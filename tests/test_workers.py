@@ -46,8 +46,7 @@ def test_two_workers_share_the_port_the_outcome_log_and_the_metrics(upstream: Ba
         f"providers:\n  anthropic: {{base_url: \"{upstream.url}\", api_key: sk-proxy}}\n"
         f"embedding: {{enabled: false}}\nlearned_router: {{enabled: false}}\n"
         f"outcome_log: {{enabled: true, url: \"sqlite:///{log}\"}}\n")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""}
-    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
     proxy = subprocess.Popen([sys.executable, "-m", "router.cli", "proxy", "start", "--config", str(config)],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

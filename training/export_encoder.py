@@ -10,7 +10,6 @@ that the graph's vectors match sentence-transformers' on a fixed sample before i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from router.embedding.encoder import DIMENSION, ENCODER_DIRNAME, MAX_TOKENS, MODEL_NAME, Encoder
+from router.policy.classifier import file_sha256
 
 SOURCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 OPSET = 17
@@ -32,14 +32,6 @@ CHECK_TEXTS = (
     "Explain the difference between TCP and UDP in detail, with examples of when to use each. " * 12,
 )
 MIN_COSINE = 0.98  # int8 weights move a vector by a little; the precision set is checked by the tests
-
-
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def _export_float(source: Path, target: Path) -> None:
@@ -98,7 +90,8 @@ def export(output: Path) -> dict[str, Any]:
             "name": MODEL_NAME, "source_model": SOURCE_MODEL, "dimension": DIMENSION, "max_tokens": MAX_TOKENS,
             "pooling": "mean, L2-normalised (inside the graph)", "opset": OPSET,
             "quantization": "onnxruntime quantize_dynamic, QInt8 weights per channel",
-            "source_sha256": _digest(source / "model.safetensors"), "model_sha256": _digest(staged / "model.onnx"),
+            "source_sha256": file_sha256(source / "model.safetensors"),
+            "model_sha256": file_sha256(staged / "model.onnx"),
             "check_cosine_min": round(float(cosines.min()), 5),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }

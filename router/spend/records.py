@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from router.auth_keys.admission import KeyPrincipal
+from router.costs import TokenUsage
 
 if TYPE_CHECKING:
     from router.pipeline.outcome import Outcome
@@ -72,7 +73,7 @@ def spend_record(outcome: Outcome) -> SpendRecord:
     call, entry = outcome.call, outcome.ledger
     principal = call.principal
     keyed = principal if isinstance(principal, KeyPrincipal) else None
-    charges = [charge for charge in (entry.served, entry.wasted_draft) if charge is not None]
+    usage = sum((charge.usage for charge in (entry.served, entry.wasted_draft) if charge is not None), TokenUsage())
     created = outcome.clock.created_at
     return SpendRecord(
         request_id=call.request_id, created_at=created, day=utc_day(created), tenant=principal.tenant,
@@ -80,10 +81,8 @@ def spend_record(outcome: Outcome) -> SpendRecord:
         tier=keyed.tier if keyed else None, endpoint=call.endpoint.value, model=call.model, route=outcome.plan.route,
         status=outcome.status, actual_usd=entry.actual_usd, strong_only_usd=entry.strong_only_usd,
         wasted_usd=entry.wasted_usd,
-        input_tokens=sum(charge.usage.input_tokens for charge in charges),
-        output_tokens=sum(charge.usage.output_tokens for charge in charges),
-        cache_read_tokens=sum(charge.usage.cache_read_tokens for charge in charges),
-        cache_write_tokens=sum(charge.usage.cache_write_tokens for charge in charges))
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens, cache_write_tokens=usage.cache_write_tokens)
 
 
 @dataclass(frozen=True)
