@@ -104,7 +104,7 @@ class Services:
         steps = Steps(cache=cache,
                       predict=PredictStep(learned, encoder, metrics, logging_features=recorder is not None),
                       draft=DraftStep(registry, upstream, settings.model_info),
-                      verify=VerifyStep(ConfidenceScorer(), verifier),
+                      verify=VerifyStep(ConfidenceScorer(), verifier, logging_features=recorder is not None),
                       serve=ServeStep(registry, upstream, ledger, record, Fallbacks(registry, metrics)), record=record)
         pipeline = Pipeline(registry, upstream, list(settings.cascade_rules), steps)
         budgets = build_budgets(settings, registry, prices, metrics, spend.history if spend is not None else None)

@@ -82,15 +82,18 @@ class Verifier:
         await self._watcher.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def judge(self, evidence: DraftEvidence, profile: str | None = None) -> tuple[float, float, str] | None:
+    async def judge(self, evidence: DraftEvidence, profile: str | None = None, *,
+                    features: tuple[float, ...] | None = None) -> tuple[float, float, str] | None:
         """(P(draft good enough), the accept threshold, the artifact version); None without an artifact or on
-        failure (the caller falls back to the hand-weighted score)."""
+        failure (the caller falls back to the hand-weighted score). `features`: the evidence's feature row when
+        the caller has it already (else it is computed on the worker thread)."""
         artifact = self._watcher.artifact
         if artifact is None:
             return None
         started = time.perf_counter()
         try:
-            p_good = await asyncio.get_running_loop().run_in_executor(self._executor, _predict, artifact, evidence)
+            p_good = await asyncio.get_running_loop().run_in_executor(self._executor, _predict, artifact, evidence,
+                                                                      features)
         except Exception:  # a broken prediction degrades to the hand-weighted score
             logger.exception("verifier prediction failed; using the hand-weighted score")
             self._metrics.inc("cascadeflow_dependency_errors_total", dependency="verifier")
@@ -108,6 +111,6 @@ class Verifier:
                 "accept_threshold": self.threshold_of(artifact) if artifact else None, "refused": dict(refused)}
 
 
-def _predict(artifact: RouterArtifact, evidence: DraftEvidence) -> float:
-    row = np.asarray(verifier_features(evidence), dtype=np.float32)[None, :]
+def _predict(artifact: RouterArtifact, evidence: DraftEvidence, features: tuple[float, ...] | None) -> float:
+    row = np.asarray(features if features is not None else verifier_features(evidence), dtype=np.float32)[None, :]
     return float(artifact.predict(row)[0])

@@ -4,8 +4,10 @@ Rows are labelled data rows with a draft answer (RouteLLM GSM8K and MT-bench, lo
 [0, 1] (0/1 correctness, or the GPT-4 grade / 10). Costs are estimates: the rows have no token counts, so
 tokens are characters / 4 (the user turns in, each answer out), priced as the RouteLLM pair
 (Mixtral-8x7B-Instruct as the draft, GPT-4-1106-preview as the strong model) for every row; the ratio of the
-two prices is what the choice depends on. The router's prediction is the shipped (or given) router artifact's,
-on the same request form it was trained on.
+two prices is what the choice depends on. An outcome-log row (training/verifier_log.py) carries the real costs
+the proxy logged instead (`LOGGED_DRAFT_COST`, `LOGGED_STRONG_COST`); its profile, `log`, is chosen on those
+alone. The router's prediction is the shipped (or given) router artifact's, on the same request form it was
+trained on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from training.policy import Floats, PolicyData
 DRAFT_PRICE_NAME = "mixtral-8x7b-instruct"
 STRONG_PRICE_NAME = "gpt-4-1106-preview"
 CHARS_PER_TOKEN = 4.0
+LOGGED_DRAFT_COST = "draft_cost_usd"
+LOGGED_STRONG_COST = "strong_cost_usd"
+"""A row's real costs in USD (the draft's, and the strong model's alone), used instead of the estimates."""
 
 
 def quality(row: dict[str, Any], key: str) -> float:
@@ -63,12 +68,17 @@ def pair_prices(book: PriceBook | None = None) -> tuple[tuple[float, float], tup
 
 
 def costs(rows: Sequence[dict[str, Any]], book: PriceBook | None = None) -> tuple[Floats, Floats]:
-    """(draft cost, strong cost) per row in USD, estimated from text lengths."""
+    """(draft cost, strong cost) per row in USD: the row's logged costs where it has them, else estimated from
+    text lengths."""
     (d_in, d_out), (s_in, s_out) = pair_prices(book)
     tokens_in = np.array([_chars(prompt_of(row)) for row in rows]) / CHARS_PER_TOKEN
     draft_out = np.array([_chars(row.get("draft_response")) for row in rows]) / CHARS_PER_TOKEN
     strong_out = np.array([_chars(row.get("strong_response")) for row in rows]) / CHARS_PER_TOKEN
-    return tokens_in * d_in + draft_out * d_out, tokens_in * s_in + strong_out * s_out
+    draft, strong = tokens_in * d_in + draft_out * d_out, tokens_in * s_in + strong_out * s_out
+    for i, row in enumerate(rows):
+        if LOGGED_DRAFT_COST in row:
+            draft[i], strong[i] = float(row[LOGGED_DRAFT_COST]), float(row[LOGGED_STRONG_COST])
+    return draft, strong
 
 
 def router_predictions(rows: Sequence[dict[str, Any]], artifact_dir: Path, *, cache_dir: Path | None,

@@ -2,17 +2,24 @@
 choose the serving policy's two thresholds together.
 
 Reads labelled data sets whose rows carry the draft's answer (`draft_response`; RouteLLM's GSM8K and MT-bench
-rows, or a local-model data set that adds `draft_logprobs` and `draft_samples`), turns each into the
-verifier's feature row (router/scoring/evidence.py, the same code the server runs) and splits by hash of the
-prompt id as the router does (the test split is never trained or chosen on). Every data source counts the same
-in total, and rows with agreement evidence are also trained without it, so one artifact serves rules with and
-without samples. The candidates are compared by out-of-fold ROC AUC; with those out-of-fold predictions and
-the router's, training/policy.py chooses the router's skip threshold and the accept threshold together: the
-cheapest pair that keeps `--quality-target` of the strong model's quality in every source. Writes
-`models/verifier-<version>/` with its report: held-out AUC next to the hand-weighted score's per source, the
-policy on the held-out split, and the quality/cost curve.
+rows, or a local-model data set that adds `draft_logprobs` and `draft_samples`) and turns each into the
+verifier's feature row (router/scoring/evidence.py, the same code the server runs); and/or the proxy's outcome
+logs (`--outcomes`, SQLite or PostgreSQL URLs), whose labelled drafts carry the feature row the server logged
+when it judged them, used as logged (training/verifier_log.py: they form the policy profile `log`, priced with
+their real costs; the hand-weighted score needs the draft's text, so its AUC is not given for them). Rows are
+split by hash of the prompt id as the router does (the test split is never trained or chosen on). Every data
+source counts the same in total, and rows with agreement evidence are also trained without it, so one artifact
+serves rules with and without samples. The candidates are compared by out-of-fold ROC AUC; with those
+out-of-fold predictions and the router's, training/policy.py chooses the router's skip threshold and the accept
+threshold together: the cheapest pair that keeps `--quality-target` of the strong model's quality in every
+source. Writes `models/verifier-<version>/` with its report: held-out AUC next to the hand-weighted score's per
+source, the policy on the held-out split, and the quality/cost curve.
 
     cascadeflow train --verifier --data data/routellm/dev.jsonl --data data/local/qwen-0.5b-1.5b.jsonl
+    cascadeflow train --verifier --outcomes sqlite:///var/outcomes.sqlite --no-router
+
+The comparison runs 5-fold cross-validation by prompt: training refuses, saying so, when the split it fits on
+has fewer than 5 prompts of either label, or the held-out split has no row.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from router.policy.classifier import ArtifactMetadata, RouterArtifact, file_sha256, save_artifact
+from router.policy.classifier import ArtifactMetadata, RouterArtifact, file_sha256, read_metadata, save_artifact
 from router.scoring import ConfidenceScorer
 from router.scoring.agreement import sample_agreement
 from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
@@ -44,6 +51,7 @@ from router.scoring.types import DraftEvidence
 from training.dataset import group_of, split_of
 from training.policy import curve_table
 from training.policy_data import router_predictions
+from training.verifier_log import LOGGED_FEATURES, describe, load_log_rows, logged_predictions
 from training.verifier_policy import (
     DATA_SHA256,
     Judged,
@@ -54,6 +62,7 @@ from training.verifier_policy import (
 )
 
 TARGETS = (0.90, 0.95, 0.98, 0.99)
+FOLDS = 5
 
 
 def shipped_router() -> Path | None:
@@ -96,7 +105,7 @@ def evidence_of(row: dict[str, Any], predicted_good: float | None = None) -> Dra
 
 
 def load_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Labelled rows that carry a draft answer (each tagged with its file's sha256)."""
+    """Labelled rows that carry a draft answer (each tagged with its file's sha256); none without paths."""
     rows = []
     for path in paths:
         digest = file_sha256(path)
@@ -105,7 +114,7 @@ def load_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
                 row = json.loads(line)
                 if row.get("draft_response") and row.get("draft_good_enough") in (0, 1, True, False):
                     rows.append(row | {DATA_SHA256: digest})
-    if not rows:
+    if paths and not rows:
         raise SystemExit("no labelled rows with a draft answer in the data given")
     return rows
 
@@ -121,8 +130,49 @@ def candidates(seed: int) -> dict[str, Any]:
 
 
 def auc(labels: NDArray[np.int64], scores: Floats) -> float:
-    """ROC AUC, NaN when a label is missing."""
+    """ROC AUC over the rows that have a score (not NaN), NaN when a label is missing among them."""
+    known = ~np.isnan(scores)
+    labels, scores = labels[known], scores[known]
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else math.nan
+
+
+def features_and_hand_scores(rows: list[dict[str, Any]], p_router: Floats | None) -> tuple[NDArray[np.float32], Floats]:
+    """Each row's verifier features (a log row's as logged) and the hand-weighted score (NaN for a log row: it
+    needs the draft's text)."""
+    scorer, features, hand = ConfidenceScorer(), [], []
+    for i, row in enumerate(rows):
+        if LOGGED_FEATURES in row:
+            features.append(tuple(row[LOGGED_FEATURES]))
+            hand.append(math.nan)
+            continue
+        evidence = evidence_of(row, float(p_router[i]) if p_router is not None else None)
+        features.append(verifier_features(evidence))
+        hand.append(scorer.score(evidence).value)
+    return np.array(features, dtype=np.float32), np.array(hand, dtype=np.float64)
+
+
+def router_of(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Floats | None, str | None]:
+    """(the router's P(good) per row, its version): the router artifact's on a data row's prompt, the one it
+    logged at serving on a log row it routed (NaN on the others); (None, None) without a router."""
+    if args.router is None:
+        return None, None
+    data = [row for row in rows if LOGGED_FEATURES not in row]  # the data rows come first
+    p_data, version = router_predictions(data, args.router, cache_dir=args.cache_dir, progress=not args.no_progress
+                                         ) if data else (np.zeros(0), read_metadata(args.router).version)
+    return np.concatenate([p_data, logged_predictions(rows[len(data):], version)]), version
+
+
+def check_enough(labels: NDArray[np.int64], groups: list[str], test_rows: int) -> None:
+    """Refuse, saying why, data too small for the comparison's cross-validation or for a held-out score."""
+    for label, name in ((1, "good enough"), (0, "not good enough")):
+        found = len({group for group, y in zip(groups, labels.tolist(), strict=True) if y == label})
+        if found < FOLDS:
+            raise SystemExit(f"too few labelled prompts to train on: {found} with a draft {name} in the split "
+                             f"trained on, {FOLDS} needed ({FOLDS}-fold cross-validation by prompt); label more "
+                             "traffic (labels.exploration_rate) or add --data")
+    if not test_rows:
+        raise SystemExit("too few labelled prompts to train on: none in the held-out test split (20% of the "
+                         "prompts, by hash); label more traffic or add --data")
 
 
 def source_weights(sources: NDArray[np.str_]) -> Floats:
@@ -161,7 +211,7 @@ def out_of_fold(name: str, x: NDArray[np.float32], y: NDArray[np.int64], weights
                 seed: int) -> Floats:
     """Each row's prediction from a model trained on the other folds (folds by prompt group)."""
     p = np.zeros(len(y), dtype=np.float64)
-    for train_index, test_index in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(x, y, groups):
+    for train_index, test_index in StratifiedGroupKFold(FOLDS, shuffle=True, random_state=seed).split(x, y, groups):
         model = fit(candidates(seed)[name], *with_partial_evidence(
             x[train_index], y[train_index], weights[train_index]))
         p[test_index] = model.predict_proba(x[test_index])[:, 1]
@@ -170,13 +220,12 @@ def out_of_fold(name: str, x: NDArray[np.float32], y: NDArray[np.int64], weights
 
 def train(args: argparse.Namespace) -> Path:
     """Fit, compare, calibrate, choose the policy's thresholds, write the artifact and its report."""
-    rows = load_rows(args.data)
-    p_router, router_version = (None, None) if args.router is None else router_predictions(
-        rows, args.router, cache_dir=args.cache_dir, progress=not args.no_progress)
-    evidence = [evidence_of(row, float(p_router[i]) if p_router is not None else None) for i, row in enumerate(rows)]
-    x = np.array([verifier_features(e) for e in evidence], dtype=np.float32)
-    hand_scorer = ConfidenceScorer()
-    hand = np.array([hand_scorer.score(e).value for e in evidence], dtype=np.float64)
+    logs = [load_log_rows(url) for url in args.outcomes]
+    rows = load_rows(args.data) + [row for log in logs for row in log.rows]
+    if not rows:
+        raise SystemExit("no labelled rows with a draft answer or a logged verifier feature row to train on")
+    p_router, router_version = router_of(rows, args)
+    x, hand = features_and_hand_scores(rows, p_router)
     y = np.array([int(row["draft_good_enough"]) for row in rows], dtype=np.int64)
     ids = [str(row.get("id") or i) for i, row in enumerate(rows)]
     groups = [group_of(i) for i in ids]
@@ -185,6 +234,7 @@ def train(args: argparse.Namespace) -> Path:
     weights = source_weights(sources)
     fitting = ~test
     fit_groups = [g for g, t in zip(groups, test, strict=True) if not t]
+    check_enough(y[fitting], fit_groups, int(test.sum()))
     compared: dict[str, dict[str, float]] = {}
     oof: dict[str, Floats] = {}
     for name in candidates(args.seed):
@@ -216,7 +266,7 @@ def train(args: argparse.Namespace) -> Path:
                                target=args.quality_target, margin_z=args.margin_z, targets=TARGETS)
     created = dt.datetime.now(dt.UTC)
     version = args.version or created.strftime("%Y%m%d-%H%M%S")
-    with_router = router_version is not None
+    with_router = router_version is not None and any(choice.routed for choice in profiles)
     thresholds: dict[str, Any] = profiles[0].thresholds(with_router) | {
         "quality_target": args.quality_target, "default_profile": profiles[0].name,
         "profiles": {choice.name: choice.thresholds(with_router) for choice in profiles}}
@@ -227,12 +277,12 @@ def train(args: argparse.Namespace) -> Path:
         features_version=VERIFIER_FEATURES_VERSION, feature_names=VERIFIER_FEATURE_NAMES, embedding_model="none",
         embedding_dimension=0, model={"name": chosen, "seed": args.seed, "compared": compared,
                                       "weights": "each data source counts equally"},
-        training_data=tuple({"path": str(p)} for p in args.data),
+        training_data=(*({"path": str(p)} for p in args.data), *(log.origin for log in logs)),
         split={"how": "hash", "rows": {"fit": int(fitting.sum()), "test": int(test.sum())}},
         scores={"test": scores}, thresholds=thresholds,
     )
     directory = save_artifact(RouterArtifact(model=model, metadata=metadata), args.out / f"verifier-{version}")
-    text = report(version, chosen, metadata, scores, profiles)
+    text = report(version, chosen, metadata, scores, profiles, [describe(log.origin) for log in logs])
     (directory / "report.md").write_text(text, encoding="utf-8")
     if not args.no_progress:
         print(text)
@@ -248,16 +298,18 @@ def scores_by_source(labels: NDArray[np.int64], p_good: Floats, hand: Floats, so
 
 
 def report(version: str, chosen: str, metadata: ArtifactMetadata, scores: dict[str, Any],
-           profiles: list[ProfileChoice]) -> str:
-    """The artifact's report: held-out AUC against the hand-weighted score, each profile's pair and its curve."""
+           profiles: list[ProfileChoice], logs: Sequence[str] = ()) -> str:
+    """The artifact's report: the outcome logs' rows, held-out AUC against the hand-weighted score (– where it
+    cannot be taken), each profile's pair and its curve."""
     target = metadata.thresholds["quality_target"]
-    lines = [f"# Verifier {version}", "", f"Model: {chosen} (calibrated). The policy for {100 * target:.0f}% of "
-             "the strong model's quality in every source, per profile (the first is the default; a rule picks "
+    lines = [f"# Verifier {version}", "", *logs, *([""] if logs else []),
+             f"Model: {chosen} (calibrated). The policy for {100 * target:.0f}% of the strong model's quality in "
+             "every source, per profile (the first is the default; a rule picks "
              "another with `verify: {profile: <name>}`):", ""]
     for choice in profiles:
         on, test = choice.chosen, choice.test
         skip = f"skip the draft below router P(good) {on.skip_threshold:.3f}, " if "router_version" in \
-            metadata.thresholds else ""
+            metadata.thresholds and choice.routed else ""
         lines += [f"- **{choice.name}** ({choice.rows} rows): {skip}serve a draft from verifier P(good) "
                   f"{min(on.accept_threshold, 1.0):.3f}. Out of fold: {100 * on.quality_ratio:.1f}% of strong quality, "
                   f"{100 * on.cost_saved:.1f}% saved. Held-out test split: {100 * test.quality_ratio:.1f}% of strong "
@@ -265,19 +317,27 @@ def report(version: str, chosen: str, metadata: ArtifactMetadata, scores: dict[s
                   f"{100 * test.served_by_draft:.1f}% served by the draft, {100 * test.served_wrong:.1f}% of those "
                   "worse than the strong answer."]
     lines += ["", "## Held-out test split: ROC AUC for 'draft good enough'", "",
+              *(["The hand-weighted score needs the draft's text: it is not taken on outcome-log rows.", ""]
+                if logs else []),
               "| source | rows | verifier | hand-weighted score |", "| --- | ---: | ---: | ---: |"]
     for name, row in scores.items():
-        lines.append(f"| {name} | {row['rows']} | {row['verifier_auc']:.3f} | {row['hand_auc']:.3f} |")
+        lines.append(f"| {name} | {row['rows']} | {_auc_text(row['verifier_auc'])} | {_auc_text(row['hand_auc'])} |")
     for choice in profiles:
         lines += ["", f"## The curve of profile {choice.name} (out of fold, the rows the pair was chosen on)", "",
                   *curve_table(choice.curve)]
     return "\n".join(lines) + "\n"
 
 
+def _auc_text(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="cascadeflow train --verifier", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, action="append", required=True, help="labelled JSONL (repeatable)")
+    parser.add_argument("--data", type=Path, action="append", default=[], help="labelled JSONL (repeatable)")
+    parser.add_argument("--outcomes", action="append", default=[],
+                        help="the proxy's outcome log, e.g. sqlite:///var/outcomes.sqlite (repeatable)")
     parser.add_argument("--quality-target", type=float, default=0.95,
                         help="share of the strong model's quality to keep in every source (default: 0.95)")
     parser.add_argument("--margin-z", type=float, default=0.5,
@@ -292,7 +352,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", help="artifact version (default: the UTC time)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.data and not args.outcomes:
+        parser.error("give --data and/or --outcomes")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -5,7 +5,9 @@ A profile is the part of a row's source before the first `/` (`routellm/gsm8k` -
 training/policy.py), including its rows without a draft answer (RouteLLM's MMLU: the router alone decides
 them), so the skip threshold is chosen with every kind of request in view, but never on rows the router was
 trained on (its predictions there are in-sample). The profile with the most rows is
-the artifact's default pair; a rule picks another with `verify: {profile: <name>}`.
+the artifact's default pair; a rule picks another with `verify: {profile: <name>}`. Outcome-log rows
+(training/verifier_log.py) are the profile `log`. A profile none of whose rows has the router's prediction
+(a log the router did not route) gets no skip threshold: the router's own applies to it.
 """
 
 from __future__ import annotations
@@ -75,12 +77,14 @@ class ProfileChoice:
     chosen: PolicyPoint
     test: PolicyPoint
     curve: list[tuple[float, PolicyPoint | None]]
+    routed: bool = True
+    """Whether its rows had the router's predictions (the skip threshold was chosen on something)."""
 
     def thresholds(self, with_router: bool) -> dict[str, Any]:
         """For the artifact's metadata."""
         pair: dict[str, Any] = {"accept_threshold": min(self.chosen.accept_threshold, 1.0),
                                 "chosen_on": self.chosen.as_dict(), "test": self.test.as_dict()}
-        return pair | ({"skip_threshold": self.chosen.skip_threshold} if with_router else {})
+        return pair | ({"skip_threshold": self.chosen.skip_threshold} if with_router and self.routed else {})
 
 
 @dataclass(frozen=True)
@@ -117,5 +121,6 @@ def choose_profiles(fit: Judged, test: Judged, *, target: float, margin_z: float
         test_data = policy_data(test_part.rows, test_part.p_router, test_part.p_verify)
         choices.append(ProfileChoice(name, len(fit_part.rows), chosen,
                                      evaluate(test_data, chosen.skip_threshold, chosen.accept_threshold),
-                                     frontier(points, targets, margin_z)))
+                                     frontier(points, targets, margin_z),
+                                     routed=not np.isnan(data.p_router).all()))
     return sorted(choices, key=lambda choice: -choice.rows)

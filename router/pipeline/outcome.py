@@ -84,6 +84,9 @@ class Verdict:
     score: ConfidenceScore
     accepted: bool
     reason: str
+    verifier_features: tuple[float, ...] | None = None
+    """The draft's verifier feature row (router/scoring/evidence.py), when a trained verifier judged it or the
+    outcome log keeps it: numbers only, no text."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 It reads the request's one immutable `Outcome` when the answer is whole (at once for JSON, at the end of a
 stream, or when the client hung up), then: counts it, posts its ledger entry, remembers a cacheable answer,
 queues its outcome record (prompts and answers only with `outcome_log.store_text`; a hash of the prompt
-always) and hands labelled cases to the labeler. Nothing here may fail a request.
+always, and a judged draft's verifier feature row, numbers only) and hands labelled cases to the labeler.
+Nothing here may fail a request.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from router.observability.context import note_call, note_outcome
 from router.pipeline.durable import Wait, all_synced, synced_answer
 from router.pipeline.outcome import Outcome, Plan
 from router.policy.features import FEATURES_VERSION
+from router.scoring.evidence import VERIFIER_FEATURES_VERSION
 from router.scoring.extract import answer_text
 from router.types import Answer, ClientCall
 
@@ -188,6 +190,7 @@ def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
     message = outcome.served.message if outcome.served is not None else None
     store_text, vector = settings.store_text, features.vector
     strong_ran = plan.rule is not None and plan.route in ("escalated", "strong")
+    verifier_row = verdict.verifier_features if verdict else None
     return OutcomeRecord(
         request_id=call.request_id, created_at=outcome.clock.created_at, tenant=call.principal.tenant,
         endpoint=call.endpoint.value, requested_model=call.model, route=plan.route,
@@ -216,5 +219,7 @@ def record_of(outcome: Outcome, settings: OutcomeLogSettings) -> OutcomeRecord:
         strong_only_cost_usd=ledger.strong_only_usd, latency_ms=outcome.latency_ms,
         draft_latency_ms=draft.latency_ms if draft else None,
         strong_latency_ms=outcome.latency_ms - (draft.latency_ms if draft else 0.0) if strong_ran else None,
+        verifier_features=verifier_row,
+        verifier_features_version=VERIFIER_FEATURES_VERSION if verifier_row is not None else None,
         record_id=new_record_id(),
     )

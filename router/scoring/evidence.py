@@ -4,17 +4,20 @@ The post-hoc measures enter as features (their values, and whether they applied)
 token log-probability statistics where the draft provider returned them, the answer's length and structure
 against the request, agreement among extra samples (self-consistency) and the learned router's prediction.
 Absent evidence is a 0 with its `has_*` flag at 0, so one model serves drafts with and without it. Serving
-and training call the same function.
+and training call the same function; serving passes the components the hand-weighted scorer has already
+measured, so the measures run once per draft. The outcome log keeps each judged draft's row (numbers only) with
+VERIFIER_FEATURES_VERSION, and `cascadeflow train --verifier --outcomes` trains on those rows as logged.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from router.scoring.extract import answer_text, question_text
 from router.scoring.measures import MEASURES
-from router.scoring.types import DraftEvidence
+from router.scoring.types import Component, DraftEvidence
 
 VERIFIER_FEATURES_VERSION = "1"
 LOW_LOGPROB = math.log(0.5)
@@ -52,11 +55,14 @@ def _shape(question: str, answer: str) -> list[float]:
             float(len(_CODE_FENCE.findall(answer)) // 2), float(min(len(_LIST_ITEM.findall(answer)), 50))]
 
 
-def verifier_features(evidence: DraftEvidence) -> tuple[float, ...]:
-    """The feature row of a draft (in VERIFIER_FEATURE_NAMES order)."""
+def verifier_features(evidence: DraftEvidence, measured: Iterable[Component] | None = None) -> tuple[float, ...]:
+    """The feature row of a draft (in VERIFIER_FEATURE_NAMES order). `measured`: the components the scorer
+    already took of this evidence (router/scoring/scorer.py; a measure's value does not depend on its weight),
+    else every measure runs here."""
+    found = {component.name: component for component in measured} if measured is not None else None
     values, applies = [], []
-    for _, measure in MEASURES:
-        component = measure(evidence, 1.0)
+    for name, measure in MEASURES:
+        component = measure(evidence, 1.0) if found is None else found.get(name)
         values.append(0.0 if component is None or component.fatal else component.value)
         applies.append(0.0 if component is None else 1.0)
     answer, question = answer_text(evidence.answer), question_text(evidence.request)

@@ -7,12 +7,14 @@ queries open a short-lived connection on the caller's loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import asyncpg
 
 from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
+    ADDED_COLUMNS,
     BOOLEAN_COLUMNS,
     BYTES_COLUMNS,
     INTEGER_COLUMNS,
@@ -24,6 +26,7 @@ from router.storage.records import (
     OutcomeRecord,
     from_row,
     label_row,
+    read_columns,
     select_sql,
     split_items,
     to_row,
@@ -34,6 +37,10 @@ TABLE = "cascadeflow_outcomes"
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
 DATA_ERRORS: tuple[type[Exception], ...] = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+COLUMN_NAMES = ("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+                "AND NOT attisdropped")
+Select = Callable[[Collection[str]], tuple[str, Sequence[object]]]
+"""A query (SQL and parameters) made from the names of the table's columns."""
 
 
 def _column_type(name: str) -> str:
@@ -55,7 +62,8 @@ SCHEMA = (
     + ", ".join(f"{name} {_column_type(name)}" for name in STORED_COLUMNS) + ")",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_request_id ON {TABLE} (request_id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_created_at ON {TABLE} (created_at)",
-    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS record_id TEXT",  # tables made before records had ids
+    # tables made before records had ids, or verifier feature rows
+    *(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {_column_type(name)}" for name in ADDED_COLUMNS),
     f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_record_id ON {TABLE} (record_id)",
 )
 INSERT = (f"INSERT INTO {TABLE} ({', '.join(STORED_COLUMNS)}) "
@@ -139,21 +147,27 @@ class PostgresOutcomeLog(BatchedOutcomeLog):
             self._loop.close()
             self._loop = None
 
-    async def _fetch(self, sql: str, *parameters: object) -> list[Any]:
+    async def _fetch(self, select: Select) -> list[Any]:
+        """The rows of a query made from the table's column names (none without a table)."""
         connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
         try:
-            exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
-            return list(await connection.fetch(sql, *parameters)) if exists else []
+            if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE):
+                return []
+            sql, parameters = select({row["attname"] for row in await connection.fetch(COLUMN_NAMES, TABLE)})
+            return list(await connection.fetch(sql, *parameters))
         finally:
             await connection.close()
 
     async def query(self, *, labelled_only: bool = False, since: float | None = None,
                     limit: int | None = None) -> list[OutcomeRecord]:
         """Records, oldest first."""
-        sql, parameters = select_sql(TABLE, lambda n: f"${n}", labelled_only=labelled_only, since=since, limit=limit)
-        return [from_row(dict(row)) for row in await self._fetch(sql, *parameters)]
+        def select(present: Collection[str]) -> tuple[str, Sequence[object]]:
+            return select_sql(TABLE, lambda n: f"${n}", columns=read_columns(present), labelled_only=labelled_only,
+                              since=since, limit=limit)
+
+        return [from_row(dict(row)) for row in await self._fetch(select)]
 
     async def count(self) -> int:
         """How many records the table holds."""
-        rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {TABLE}")
+        rows = await self._fetch(lambda _: (f"SELECT COUNT(*) AS n FROM {TABLE}", ()))
         return int(rows[0]["n"]) if rows else 0

@@ -6,7 +6,7 @@ import base64
 import json
 import math
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -52,6 +52,10 @@ class OutcomeRecord:
     label: bool | None = None
     label_source: str | None = None
     label_detail: str | None = None
+    verifier_features: tuple[float, ...] | None = None
+    """A judged draft's verifier feature row (router/scoring/evidence.py): what `train --verifier --outcomes`
+    trains on, since the text alone cannot give the log-probabilities and sample agreement it holds."""
+    verifier_features_version: str | None = None
     record_id: str | None = None
     """Unique per record (set when it is submitted): a record written twice (replayed from the journal or the
     spool after a write whose acknowledgement was lost) is stored once."""
@@ -62,15 +66,20 @@ def new_record_id() -> str:
     return secrets.token_hex(12)
 
 
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeRecord) if f.name != "record_id")
-"""The columns every version of the table has (what queries read)."""
-STORED_COLUMNS: tuple[str, ...] = (*COLUMNS, "record_id")
-"""What is written: the columns and the record id (added to older tables at start-up)."""
+VERIFIER_COLUMNS: tuple[str, ...] = ("verifier_features", "verifier_features_version")
+"""Read by queries where the table has them (a table no proxy of this version has opened yet has not)."""
+ADDED_COLUMNS: tuple[str, ...] = ("record_id", *VERIFIER_COLUMNS)
+"""Columns added to older tables at start-up."""
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeRecord) if f.name not in ADDED_COLUMNS)
+"""The columns every version of the table has (what the dashboard reads)."""
+STORED_COLUMNS: tuple[str, ...] = (*COLUMNS, *ADDED_COLUMNS)
+"""What is written: every column."""
 BOOLEAN_COLUMNS = frozenset({"cache_hit", "accepted", "label"})
 INTEGER_COLUMNS = frozenset({"input_tokens", "output_tokens", "draft_input_tokens", "draft_output_tokens"})
 REAL_COLUMNS = frozenset({"created_at", "prediction", "skip_threshold", "confidence", "cost_usd",
                           "strong_only_cost_usd", "latency_ms", "draft_latency_ms", "strong_latency_ms"})
-JSON_COLUMNS = frozenset({"features", "components"})
+FEATURE_COLUMNS = frozenset({"features", "verifier_features"})
+JSON_COLUMNS = frozenset({*FEATURE_COLUMNS, "components"})
 BYTES_COLUMNS = frozenset({"embedding"})
 REQUIRED_TEXT_COLUMNS = frozenset({"request_id", "tenant", "endpoint", "requested_model", "route", "reason",
                                    "prompt_sha256"})
@@ -122,7 +131,7 @@ def _cell(name: str, value: Any) -> Any:
         return None if math.isnan(number) else number
     if name in BYTES_COLUMNS:
         return bytes(value)
-    if name == "features":
+    if name in FEATURE_COLUMNS:
         return json.dumps([_number(v) for v in value])
     if name == "components":
         return json.dumps({clean_text(k): _number(v) for k, v in dict(value).items()}, sort_keys=True)
@@ -140,10 +149,11 @@ def label_row(update: LabelUpdate) -> tuple[bool, str, str, str]:
 
 
 def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
-    """A record from a database row (either backend) or a spool line; the same types whatever the store."""
+    """A record from a database row (either backend) or a spool line; the same types whatever the store (the
+    columns added since may be missing)."""
     values: dict[str, Any] = {}
-    for name in COLUMNS:
-        value = row[name]
+    for name in (*COLUMNS, *VERIFIER_COLUMNS):
+        value = row[name] if name in COLUMNS else row.get(name)
         if value is not None:
             if name in BOOLEAN_COLUMNS:
                 value = bool(value)
@@ -153,7 +163,7 @@ def from_row(row: Mapping[str, Any]) -> OutcomeRecord:
                 value = float(value)
             elif name in BYTES_COLUMNS:
                 value = bytes(value)
-            elif name == "features":
+            elif name in FEATURE_COLUMNS:
                 value = tuple(float(v) for v in json.loads(value))
             elif name == "components":
                 value = {str(k): float(v) for k, v in sorted(json.loads(value).items())}
@@ -201,8 +211,9 @@ def _from_fields(data: Mapping[str, Any]) -> OutcomeRecord:
     values = {name: data[name] for name in _FIELD_NAMES if name in data}
     if values.get("embedding") is not None:
         values["embedding"] = base64.b64decode(values["embedding"])
-    if values.get("features") is not None:
-        values["features"] = tuple(math.nan if value is None else float(value) for value in values["features"])
+    for name in FEATURE_COLUMNS:
+        if values.get(name) is not None:
+            values[name] = tuple(math.nan if value is None else float(value) for value in values[name])
     values["components"] = {str(key): math.nan if value is None else float(value)
                             for key, value in (values.get("components") or {}).items()}
     return OutcomeRecord(**values)
@@ -235,15 +246,20 @@ def split_items(items: Sequence[OutcomeRecord | LabelUpdate]) -> list[list[Outco
     return runs
 
 
-def select_sql(table: str, placeholder: Callable[[int], str], *, labelled_only: bool, since: float | None,
-               limit: int | None) -> tuple[str, list[object]]:
+def read_columns(present: Collection[str]) -> tuple[str, ...]:
+    """What `query()` reads of a table with these columns: every version's, and the verifier's where present."""
+    return (*COLUMNS, *(name for name in VERIFIER_COLUMNS if name in present))
+
+
+def select_sql(table: str, placeholder: Callable[[int], str], *, columns: Sequence[str] = COLUMNS,
+               labelled_only: bool, since: float | None, limit: int | None) -> tuple[str, list[object]]:
     """The SELECT of `query()` for either backend (`placeholder(n)` is `?` or `$n`), and its parameters."""
     where = ["label IS NOT NULL"] if labelled_only else []
     parameters: list[object] = []
     if since is not None:
         parameters.append(since)
         where.append(f"created_at >= {placeholder(len(parameters))}")
-    sql = f"SELECT {', '.join(COLUMNS)} FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
+    sql = f"SELECT {', '.join(columns)} FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
     if limit is not None:
         parameters.append(limit)
         sql += f" LIMIT {placeholder(len(parameters))}"

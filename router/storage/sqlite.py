@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from router.learning_settings import OutcomeLogSettings
 from router.storage.records import (
+    ADDED_COLUMNS,
     LABEL_COLUMNS,
     STORED_COLUMNS,
     LabelUpdate,
     OutcomeRecord,
     from_row,
     label_row,
+    read_columns,
     select_sql,
     split_items,
     to_row,
@@ -31,6 +34,8 @@ RECORD_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS outcomes_record_id ON outco
 INSERT = (f"INSERT INTO outcomes ({', '.join(STORED_COLUMNS)}) VALUES ({', '.join('?' for _ in STORED_COLUMNS)}) "
           "ON CONFLICT (record_id) DO NOTHING")
 LABEL = f"UPDATE outcomes SET {', '.join(f'{c} = ?' for c in LABEL_COLUMNS)} WHERE request_id = ?"
+Select = Callable[[Collection[str]], tuple[str, Sequence[object]]]
+"""A query (SQL and parameters) made from the names of the table's columns."""
 
 
 def sqlite_path(url: str) -> Path:
@@ -57,9 +62,10 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
         connection.execute("PRAGMA synchronous=FULL")
         for statement in SCHEMA:  # on failure the writer closes the connection
             connection.execute(statement)
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(outcomes)")}
-        if "record_id" not in columns:  # a table made before records had ids
-            connection.execute("ALTER TABLE outcomes ADD COLUMN record_id TEXT")
+        columns = _columns(connection)
+        for name in ADDED_COLUMNS:  # a table made before records had ids, or verifier feature rows
+            if name not in columns:
+                connection.execute(f"ALTER TABLE outcomes ADD COLUMN {name} TEXT")
         connection.execute(RECORD_ID_INDEX)
 
     def _write(self, items: list[Item]) -> None:
@@ -97,7 +103,8 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
             connection, self._connection = self._connection, None
             connection.close()
 
-    def _read(self, sql: str, parameters: tuple[object, ...]) -> list[sqlite3.Row]:
+    def _read(self, select: Select) -> list[sqlite3.Row]:
+        """The rows of a query made from the table's column names (none without a table)."""
         if not self.path.exists():
             return []
         connection = sqlite3.connect(self.path, timeout=30.0)
@@ -106,19 +113,26 @@ class SQLiteOutcomeLog(BatchedOutcomeLog):
             if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
                                   ).fetchone() is None:
                 return []  # a file the writer has not set up (yet)
-            return list(connection.execute(sql, parameters))
+            return list(connection.execute(*select(_columns(connection))))
         finally:
             connection.close()
 
     async def query(self, *, labelled_only: bool = False, since: float | None = None,
                     limit: int | None = None) -> list[OutcomeRecord]:
         """Records, oldest first (read on a worker thread with its own connection)."""
-        sql, parameters = select_sql("outcomes", lambda _: "?", labelled_only=labelled_only, since=since,
-                                     limit=limit)
-        rows = await asyncio.to_thread(self._read, sql, tuple(parameters))
+        def select(present: Collection[str]) -> tuple[str, Sequence[object]]:
+            return select_sql("outcomes", lambda _: "?", columns=read_columns(present), labelled_only=labelled_only,
+                              since=since, limit=limit)
+
+        rows = await asyncio.to_thread(self._read, select)
         return [from_row(dict(row)) for row in rows]
 
     async def count(self) -> int:
         """How many records the file holds."""
-        rows = await asyncio.to_thread(self._read, "SELECT COUNT(*) AS n FROM outcomes", ())
+        rows = await asyncio.to_thread(self._read, lambda _: ("SELECT COUNT(*) AS n FROM outcomes", ()))
         return int(rows[0]["n"]) if rows else 0
+
+
+def _columns(connection: sqlite3.Connection) -> set[str]:
+    """The names of the outcomes table's columns."""
+    return {row[1] for row in connection.execute("PRAGMA table_info(outcomes)")}
