@@ -104,12 +104,14 @@ def label(args: argparse.Namespace, client: httpx.Client, question: Question) ->
                 max_tokens=args.max_tokens)
     samples = [ask(client, args.draft_url, args.draft_model, question.text, temperature=args.temperature,
                    logprobs=False, max_tokens=args.max_tokens) for _ in range(args.samples - 1)]
-    strong = ask(client, args.strong_url, args.strong_model, question.text, temperature=0.0, logprobs=False,
-                 max_tokens=args.max_tokens)
+    strong = args.strong_answers.get(question.id) or ask(
+        client, args.strong_url, args.strong_model, question.text, temperature=0.0, logprobs=False,
+        max_tokens=args.max_tokens)
     request = {"messages": [{"role": "user", "content": question.text}]}
     agreement = sample_agreement(request, hub_answer(draft.text), [hub_answer(s.text) for s in samples])
     draft_right, strong_right = is_right(question, draft.text), is_right(question, strong.text)
-    return {"id": question.id, "source": question.source, "category": question.source.rsplit("/", 1)[-1],
+    source = f"{args.profile}/{question.source.rsplit('/', 1)[-1]}"
+    return {"id": question.id, "source": source, "category": question.source.rsplit("/", 1)[-1],
             "prompt": question.text, "gold": list(question.answers), "draft_model": args.draft_model,
             "strong_model": args.strong_model, "draft_response": draft.text, "strong_response": strong.text,
             "draft_stop_reason": "max_tokens" if draft.finish_reason == "length" else "end_turn",
@@ -119,8 +121,22 @@ def label(args: argparse.Namespace, client: httpx.Client, question: Question) ->
             "draft_good_enough": int(draft_right)}
 
 
+def strong_answers(path: Path | None, strong_model: str) -> dict[str, Reply]:
+    """The strong model's answers already labelled in another data set (same questions, same strong model), so
+    a new draft model is labelled without asking the strong model again."""
+    if path is None:
+        return {}
+    answers = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("strong_model") == strong_model and isinstance(row.get("strong_response"), str):
+            answers[str(row["id"])] = Reply(row["strong_response"], [], "stop")
+    return answers
+
+
 def run(args: argparse.Namespace) -> int:
     """Label every question not yet in the output; returns how many were added."""
+    args.strong_answers = strong_answers(args.strong_from, args.strong_model)
     done = set()
     if args.out.exists():
         done = {json.loads(line)["id"] for line in args.out.read_text(encoding="utf-8").splitlines() if line}
@@ -144,9 +160,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.local_data", description=__doc__.splitlines()[0])
     parser.add_argument("--draft-url", required=True)
     parser.add_argument("--draft-model", required=True)
-    parser.add_argument("--strong-url", required=True)
+    parser.add_argument("--strong-url", default="", help="the strong model's server (needed for questions that "
+                        "--strong-from does not answer)")
     parser.add_argument("--strong-model", required=True)
+    parser.add_argument("--strong-from", type=Path, help="a labelled data set whose strong answers (same strong "
+                        "model) are reused rather than asked again")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--profile", default="local", help="the verifier policy profile the rows belong to (one per "
+                        "model pair; the part of `source` before the '/')")
     parser.add_argument("--gsm8k", type=int, default=100, help="how many GSM8K problems (from the first)")
     parser.add_argument("--short", type=Path, default=assets_root() / "data" / "local" / "short_questions.jsonl")
     parser.add_argument("--gsm8k-file", type=Path, default=assets_root() / "data" / "gsm8k" / "train.jsonl")

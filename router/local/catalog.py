@@ -14,11 +14,13 @@ PathT = TypeVar("PathT", bound=PurePath)
 
 DEFAULT_PORT_BASE = 8601
 DEFAULT_CTX_SIZE = 32768
+"""Claude Code's system prompt and tools take about 21k tokens: 32k leaves room for the conversation."""
 LOCAL_SAMPLES = 3
+"""Draft answers per request in the local cascade rule: the greedy one and two samples for agreement."""
 LOCAL_PROFILE = "local"
 """The verifier profile whose thresholds were chosen on local model pairs (training/verifier_policy.py)."""
-"""Draft answers per request in the local cascade rule: the greedy one and two samples for agreement."""
-"""Claude Code's system prompt and tools take about 21k tokens: 32k leaves room for the conversation."""
+DRAFT_PROFILES = {"smollm2-135m": "local-smollm2"}
+"""Drafts with a profile of their own (chosen on their own labelled answers); other drafts use LOCAL_PROFILE."""
 DRAFT_MODEL = "qwen2.5-coder-0.5b"
 STRONG_MODEL = "qwen2.5-coder-1.5b"
 LOOPBACK = "127.0.0.1"
@@ -171,6 +173,15 @@ def model_info_entry(context_window: int | None) -> dict[str, object]:
                     "prices": {"input": 0, "output": 0}}
 
 
+def draft_for(served: Iterable[str], strong: str = STRONG_MODEL) -> str:
+    """The draft of the local cascade among the served models: DRAFT_MODEL when it is served, else the smallest
+    other served model (the catalog lists models from the smallest)."""
+    names = set(served)
+    if DRAFT_MODEL in names:
+        return DRAFT_MODEL
+    return next((model.name for model in MODELS if model.name in names and model.name != strong), DRAFT_MODEL)
+
+
 def config_snippet(openai_urls: Mapping[str, str], *, context_windows: Mapping[str, int] | None = None,
                    draft: str = DRAFT_MODEL, strong: str = STRONG_MODEL, samples: int = LOCAL_SAMPLES) -> str:
     """A proxy config (YAML) for the served models: one OpenAI-kind provider each, their `model_info`, and, when
@@ -189,7 +200,7 @@ def config_snippet(openai_urls: Mapping[str, str], *, context_windows: Mapping[s
     lines += ["model_info:"] + [f"  {model}: {_flow(model_info_entry(windows.get(model)))}" for model in openai_urls]
     if draft in openai_urls and strong in openai_urls:
         rule = {"name": "local", "draft_model": draft, "verifier_model": strong,
-                "verify": {"samples": samples, "profile": LOCAL_PROFILE}}
+                "verify": {"samples": samples, "profile": DRAFT_PROFILES.get(draft, LOCAL_PROFILE)}}
         lines += ["cascade_rules:  # clients select it with model \"cascade/local\" (or give the rule a request_model)",
                   f"  - {_flow(rule)}",
                   "# the learned router may send a prompt straight to the strong model; to always draft first:",

@@ -84,7 +84,7 @@ def _raise_interrupt(number: int, frame: FrameType | None) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from router.local.catalog import config_snippet
+    from router.local.catalog import config_snippet, draft_for
     from router.local.serve import ServeError, serve_models
 
     directory = _models_dir(args)
@@ -101,7 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"{server.name}: {server.base_url}  (OpenAI; Anthropic /v1/messages at {server.root_url}; "
                       f"ready in {server.startup_s:.1f} s; log {server.log_path})")
             print("\n" + config_snippet({name: server.base_url for name, server in servers.items()},
-                                        context_windows={name: s.context_window for name, s in servers.items()}))
+                                        context_windows={name: s.context_window for name, s in servers.items()},
+                                        draft=draft_for(servers)))
             print("serving on 127.0.0.1; Ctrl-C (or SIGTERM) stops the servers", flush=True)
             while all(server.process.poll() is None for server in servers.values()):
                 time.sleep(1.0)

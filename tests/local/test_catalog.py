@@ -18,6 +18,7 @@ from router.local.catalog import (
     LocalModel,
     Package,
     config_snippet,
+    draft_for,
     file_part,
     order_chunks,
     package_part,
@@ -137,3 +138,12 @@ def test_the_snippet_says_what_the_local_models_can_do() -> None:
 def test_the_snippet_has_no_cascade_rule_without_both_tiers() -> None:
     settings = Settings(**yaml.safe_load(config_snippet({"smollm2-135m": "http://127.0.0.1:8601/v1"})))
     assert settings.cascade_rules == [] and list(settings.providers) == ["local-smollm2-135m"]
+
+
+def test_smollm2_drafts_when_the_qwen_draft_is_not_served_and_uses_its_own_profile() -> None:
+    assert draft_for([m.name for m in MODELS]) == DRAFT_MODEL
+    assert draft_for(["smollm2-135m", STRONG_MODEL]) == "smollm2-135m"
+    urls = {"smollm2-135m": "http://127.0.0.1:8601/v1", STRONG_MODEL: "http://127.0.0.1:8602/v1"}
+    settings = Settings(**yaml.safe_load(config_snippet(urls, draft=draft_for(urls))))
+    (rule,) = settings.cascade_rules
+    assert (rule.draft_model, rule.verify.profile) == ("smollm2-135m", "local-smollm2")
