@@ -132,7 +132,7 @@ def replay_policy(p_good: Floats, data: Labelled, *, skip_threshold: float | Non
                   quality_threshold=quality_threshold, judge="verifier" if p_verify is not None else "hand score")
 
 
-def _user_chars(request: JSONObject) -> int:
+def user_chars(request: JSONObject) -> int:
     messages = request.get("messages") or []
     return sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict) and m.get("role") == "user")
 
@@ -140,7 +140,7 @@ def _user_chars(request: JSONObject) -> int:
 def estimate_outcomes(data: Labelled, book: PriceBook | None = None) -> Outcomes:
     """Quality from the labels and costs estimated from text lengths (see the module docstring)."""
     (d_in, d_out), (s_in, s_out) = pair_prices(book)
-    tokens_in = np.array([_user_chars(r) for r in data.requests], dtype=np.float64) / CHARS_PER_TOKEN
+    tokens_in = np.array([user_chars(r) for r in data.requests], dtype=np.float64) / CHARS_PER_TOKEN
 
     def tokens_out(chars: Floats) -> Floats:
         return np.where(chars > 0, chars / CHARS_PER_TOKEN, NO_ANSWER_TOKENS)
