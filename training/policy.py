@@ -6,7 +6,9 @@ P(draft good enough | answer) reaches the accept threshold, else escalated (draf
 stated quality target (say 95% of the strong model's quality) `choose_policy` searches the pairs of thresholds
 and keeps the cheapest one whose quality reaches the target in every group of requests (each data source), so a
 large source cannot hide a loss on a small one, with a margin for the noise of small groups: per group, the mean
-of (quality - target x strong quality) must stay above zero by `margin_z` standard errors. A request worth
+of (quality - target x strong quality) must stay above zero by `margin_z` standard errors. A cap on the share of
+served drafts that are worse than the strong model's answer (`max_served_worse`) keeps the promise a mean
+cannot: few served drafts may be wrong even where many right ones make up the average. A request worth
 drafting is then one where P(accept) x savings beats the draft's cost: the search prices both outcomes, it does
 not assume drafting is free.
 
@@ -136,19 +138,21 @@ def _cheapest(points: list[PolicyPoint]) -> PolicyPoint:
 
 
 def choose_policy(data: PolicyData, target: float, margin_z: float = 1.0,
-                  points: list[PolicyPoint] | None = None) -> PolicyPoint:
+                  points: list[PolicyPoint] | None = None, max_served_worse: float = 1.0) -> PolicyPoint:
     """The cheapest pair (of `points`, else the whole grid) that reaches `target` in every group (see
-    `reaches`); always-strong (skip everything) when none does. Ties go to the pair that drafts less."""
-    feasible = [p for p in (points if points is not None else policy_grid(data)) if reaches(p, target, margin_z)]
+    `reaches`) and serves at most `max_served_worse` of its drafts worse than the strong answer; always-strong
+    (skip everything) when none does. Ties go to the pair that drafts less."""
+    feasible = [p for p in (points if points is not None else policy_grid(data))
+                if reaches(p, target, margin_z) and p.served_wrong <= max_served_worse + 1e-12]
     return _cheapest(feasible) if feasible else evaluate(data, 1.0 + 1e-9, 1.0 + 1e-9)
 
 
-def frontier(points: list[PolicyPoint], targets: tuple[float, ...],
-             margin_z: float = 1.0) -> list[tuple[float, PolicyPoint | None]]:
-    """The curve: for each quality target, the cheapest evaluated pair reaching it (see `reaches`)."""
+def frontier(points: list[PolicyPoint], targets: tuple[float, ...], margin_z: float = 1.0,
+             max_served_worse: float = 1.0) -> list[tuple[float, PolicyPoint | None]]:
+    """The curve: for each quality target, the cheapest evaluated pair reaching it (as `choose_policy`)."""
     out: list[tuple[float, PolicyPoint | None]] = []
     for target in sorted(targets):
-        feasible = [p for p in points if reaches(p, target, margin_z)]
+        feasible = [p for p in points if reaches(p, target, margin_z) and p.served_wrong <= max_served_worse + 1e-12]
         out.append((target, _cheapest(feasible) if feasible else None))
     return out
 

@@ -19,7 +19,7 @@ from router.scoring.extract import answer_text, question_text
 from router.scoring.measures import MEASURES
 from router.scoring.types import Component, DraftEvidence
 
-VERIFIER_FEATURES_VERSION = "1"
+VERIFIER_FEATURES_VERSION = "2"
 LOW_LOGPROB = math.log(0.5)
 """A token the model gave less than even odds."""
 

@@ -15,7 +15,7 @@ from router.learning_settings import VerifierSettings
 from router.metrics import Metrics
 from router.replay.runner import BackgroundServer
 from router.scoring.agreement import final_answer, sample_agreement
-from router.scoring.evidence import VERIFIER_FEATURE_NAMES, verifier_features
+from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
 from router.scoring.types import DraftEvidence
 from router.verifier import Verifier
 from tests.support import ProxyFactory, marker, proxy_settings, received_with
@@ -81,7 +81,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_training_writes_a_calibrated_artifact_that_beats_chance(trained: Path) -> None:
     metadata = json.loads((trained / "metadata.json").read_text())
-    assert trained.name == "verifier-1" and metadata["features_version"] == "1"
+    assert trained.name == "verifier-1" and metadata["features_version"] == VERIFIER_FEATURES_VERSION
     assert metadata["scores"]["test"]["overall"]["verifier_auc"] > 0.75
     thresholds = metadata["thresholds"]
     assert 0.0 < thresholds["accept_threshold"] <= 1.0 and thresholds["quality_target"] == 0.95

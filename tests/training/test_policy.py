@@ -70,3 +70,13 @@ def test_the_curve_gets_no_cheaper_as_the_target_rises() -> None:
     curve = frontier(policy_grid(rows), (0.8, 0.9, 0.95, 0.99))
     saved = [point.cost_saved for _, point in curve if point is not None]
     assert saved == sorted(saved, reverse=True) and len(saved) >= 3
+
+
+def test_a_cap_on_served_drafts_worse_than_the_strong_answer_holds_where_the_mean_would_not() -> None:
+    # 85 right drafts and 15 wrong ones: serving all keeps 85%; the verifier ranks the wrong ones lower but mixed.
+    p_verify = [0.9] * 80 + [0.6] * 5 + [0.6] * 5 + [0.2] * 10
+    rows = data([0.5] * 100, p_verify, [1.0] * 85 + [0.0] * 15)
+    loose = choose_policy(rows, 0.90, margin_z=0.0)
+    assert loose.served_wrong > 0.05, "the target alone lets the mixed band be served"
+    capped = choose_policy(rows, 0.90, margin_z=0.0, max_served_worse=0.05)
+    assert capped.served_wrong <= 0.05 and capped.served_by_draft == 0.8

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.scoring.evidence import VERIFIER_FEATURE_NAMES, verifier_features
+from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VERSION, verifier_features
 from router.scoring.types import DraftEvidence
 from router.storage import open_outcome_log
 from router.storage.records import OutcomeRecord
@@ -32,7 +32,7 @@ def row_for(text: str) -> tuple[float, ...]:
                                             "stop_reason": "end_turn"}))
 
 
-def record(n: int, *, good: bool, row: tuple[float, ...] | None = None, version: str | None = "1",
+def record(n: int, *, good: bool, row: tuple[float, ...] | None = None, version: str | None = VERIFIER_FEATURES_VERSION,
            accepted: bool = True, cost: float | None = 0.001, strong_only: float | None = 0.01,
            prediction: float | None = None, router: str | None = None) -> OutcomeRecord:
     return OutcomeRecord(
