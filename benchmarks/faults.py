@@ -68,8 +68,9 @@ class Kind:
     def label(self) -> str:
         return f"{self.dialect:<16} {'stream' if self.stream else 'json':<6} {self.route}"
 
-    def body(self, number: int) -> dict[str, Any]:
-        model, text = MODELS[self.dialect][self.route], f"Question {number}: how do faults spread?"
+    def body(self, number: int, text: str | None = None) -> dict[str, Any]:
+        """The request of this kind asking `text` (default: a question numbered `number`)."""
+        model, text = MODELS[self.dialect][self.route], text or f"Question {number}: how do faults spread?"
         if self.dialect == "openai_responses":
             return {"model": model, "stream": self.stream, "input": text, "max_output_tokens": 64}
         return {"model": model, "stream": self.stream, "max_tokens": 64,

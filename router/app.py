@@ -25,6 +25,7 @@ from router.observability.tracing import Tracing
 from router.reload import ConfigReloader, ConfigSource
 from router.services import Services
 from router.settings import Settings, load_settings
+from router.shutdown import Deadline, ShutdownPlan
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -52,6 +53,16 @@ class HotPathApp:
             await self.fastapi(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services | None = getattr(self.state, "services", None)
+        hold = services.bodies.hold() if services is not None else None
+        scope.setdefault("state", {})["body_hold"] = hold  # the request's body is held from its reading to here
+        try:
+            await self._route(scope, receive, send)
+        finally:
+            if hold is not None:  # the request has ended: answered, failed, cancelled or its client gone
+                hold.release()
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = HOT_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
         if handler is None or scope.get("method") != "POST":
             await self.fastapi(scope, receive, send)
@@ -137,17 +148,19 @@ def create_app(settings: Settings, encoder: Encoder | None = None, *, config: Co
             reloader.start()
         try:
             yield
-        finally:
+        finally:  # within the stop's share of server.shutdown_grace_s (router/shutdown.py)
+            deadline = Deadline(ShutdownPlan.of(settings.server.shutdown_grace_s).stop_s)
             if reloader is not None:
-                await reloader.stop()
+                await deadline.run(reloader.stop(), "the config reloader")
             if sampler is not None:
                 sampler.cancel()
                 with suppress(asyncio.CancelledError):
                     await sampler
-            await services.stop()
+            await services.stop(deadline)
             services.metrics.close()
-            if app.state.tracing is not None:
-                await asyncio.to_thread(app.state.tracing.shutdown)
+            if app.state.tracing is not None:  # the exporter's thread is left behind when cut short
+                await deadline.run(asyncio.to_thread(app.state.tracing.shutdown), "the trace exporter",
+                                   cut="spans not yet exported are lost")
 
     app = FastAPI(title="CascadeFlow Router", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)

@@ -61,14 +61,15 @@ class Authenticator:
         self._admins = frozenset(settings.admin_keys)
         self._merged: dict[tuple[str | None, str], LimitSettings] = {}
         self.budgets = budgets
-        if store is None and settings.store is not None and settings.mode != "pass_through":
+        if store is None and settings.store is not None and not settings.passes_through:
             store = open_key_store(settings.store, redis_prefix=settings.redis_prefix)
         self.directory = KeyDirectory(store, settings.refresh_interval_s)
         self.limiter = limiter if limiter is not None else build_limiter(settings)
 
     @property
     def policy(self) -> AuthPolicy:
-        """The auth mode in force: the configured one, else api_key once any proxy key exists."""
+        """The auth mode in force: the configured one, else api_key once any proxy key exists (open is pass_through
+        on any address)."""
         if self.settings.mode is not None:
             return self.settings.mode
         return "api_key" if self._configured or self.directory.view.any else "pass_through"
@@ -76,7 +77,7 @@ class Authenticator:
     @property
     def mode(self) -> AuthMode:
         """pass_through when clients' own keys are used, else proxy_key."""
-        return "pass_through" if self.policy == "pass_through" else "proxy_key"
+        return "pass_through" if self.policy in ("pass_through", "open") else "proxy_key"
 
     async def identify(self, headers: Mapping[str, str]) -> Principal:
         """The caller, against a view of the key store at most `auth.refresh_interval_s` old."""
@@ -87,7 +88,7 @@ class Authenticator:
         """Identify the caller against the config's keys and the current view of the store."""
         keys = presented_keys(headers)
         policy = self.policy
-        if policy == "pass_through":
+        if policy in ("pass_through", "open"):
             return _pass_through(headers, keys)
         view = self.directory.view
         for key in keys:

@@ -14,7 +14,7 @@ from router.paths import resolve_sqlite_url
 if TYPE_CHECKING:
     from router.settings import Settings
 
-AuthPolicy = Literal["api_key", "pass_through", "hybrid"]
+AuthPolicy = Literal["api_key", "pass_through", "hybrid", "open"]
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "redis://", "rediss://", "unix://")
 DEFAULT_STORE = "sqlite:///var/keys.sqlite"
@@ -74,8 +74,9 @@ class AuthSettings(_Strict):
 
     mode: AuthPolicy | None = None
     """api_key: proxy keys only; pass_through: clients send their own provider keys; hybrid: proxy keys, and any
-    other key is forwarded as a provider key. Unset: api_key when a proxy key exists (here or in the store),
-    else pass_through."""
+    other key is forwarded as a provider key; open: pass_through on any address, where anyone who reaches it spends
+    the configured provider keys (say, behind your own gateway; a warning is logged at start). Unset: api_key when a
+    proxy key exists (here or in the store), else pass_through (on loopback only)."""
     keys: list[ProxyKey] = Field(default_factory=list)
     admin_keys: list[str] = Field(default_factory=list)
     """SHA-256 digests of admin keys (in `keys` or in the store): they may read everyone's usage."""
@@ -118,6 +119,17 @@ class AuthSettings(_Strict):
                 known = ", ".join(sorted(self.tiers)) or "none configured"
                 raise ValueError(f"{where}: unknown tier {tier!r} (auth.tiers: {known})")
         return self
+
+    @model_validator(mode="after")
+    def _open_without_keys(self) -> AuthSettings:
+        if self.mode == "open" and self.keys:
+            raise ValueError("mode: open takes no proxy keys (keys has some): use api_key or hybrid")
+        return self
+
+    @property
+    def passes_through(self) -> bool:
+        """Whether clients' own keys (or none) are used whatever the key store holds: pass_through or open."""
+        return self.mode in ("pass_through", "open")
 
     @property
     def requires_keys(self) -> bool:

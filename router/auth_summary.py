@@ -1,5 +1,6 @@
 """What the start banner says about client authentication: the mode in force, counting the keys in the key store
-as well as those in the config (a proxy whose keys all live in the database is not open)."""
+as well as those in the config (a proxy whose keys all live in the database is not open); and the warnings logged
+at start when the proxy is open to anyone who reaches it."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def stored_keys(auth: AuthSettings, timeout_s: float = 5.0) -> KeyView | str:
 def describe_auth(settings: Settings, stored: KeyView | str | None = None) -> str:
     """The banner's auth line: proxy keys (where they are), hybrid, or pass-through (and whether that is open)."""
     auth = settings.auth
-    if auth.mode == "pass_through":
+    if auth.passes_through:
         return _exposure(settings, PASS_THROUGH)
     stored = stored_keys(auth) if stored is None else stored
     where = [f"{len(auth.keys)} in the config"] if auth.keys else []
@@ -55,3 +56,30 @@ def describe_auth(settings: Settings, stored: KeyView | str | None = None) -> st
 def _exposure(settings: Settings, line: str) -> str:
     """A pass-through line, flagged when anyone beyond this machine may use the configured provider keys."""
     return line if is_loopback(settings.server.host) else f"{line}; {OPEN}"
+
+
+def serves_without_keys(settings: Settings, stored: KeyView | str) -> bool:
+    """Whether requests without a proxy key are served: pass_through or open, or no proxy key anywhere (in the
+    config or in the key store; one that cannot be read counts as empty, as the requests see it until it can)."""
+    auth = settings.auth
+    if auth.passes_through:
+        return True
+    if auth.mode is not None or auth.keys:
+        return False
+    return not (isinstance(stored, KeyView) and stored.any)
+
+
+def start_warnings(settings: Settings, address: str, stored: KeyView | str) -> list[str]:
+    """What `proxy start` logs as warnings: a proxy that anyone who reaches `address` (host:port) may use with the
+    configured provider keys, and the deprecated `server.open_without_keys`."""
+    warnings = []
+    if settings.server.open_without_keys:
+        warnings.append("server.open_without_keys is deprecated: write auth.mode: open for a proxy anyone may use, "
+                        "or auth.mode: api_key when its proxy keys live in the key store")
+    if not is_loopback(settings.server.host) and serves_without_keys(settings, stored):
+        keyed = sorted(name for name, provider in settings.providers.items() if provider.api_key is not None)
+        spent = f"the configured provider keys ({', '.join(keyed)})" if keyed else "any provider key configured later"
+        warnings.append(f"the proxy is open on {address}: no proxy key is needed, so anyone who reaches this "
+                        f"address spends {spent}; add proxy keys (auth.keys, `cascadeflow keys create`) unless a "
+                        "gateway in front of it authenticates its clients")
+    return warnings

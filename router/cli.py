@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
+import logging
 import os
 import socket
 import sys
@@ -13,19 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from router.auth_keys.cli import add_keys_commands
-from router.auth_summary import describe_auth
+from router.auth_keys.store import KeyView
+from router.auth_summary import describe_auth, start_warnings, stored_keys
 from router.config_errors import ConfigFileError
 from router.errors import ConfigError
 from router.local.cli import add_local_models_commands
 from router.settings import Settings, load_settings
+from router.shutdown import ShutdownPlan
 from router.spend.cli import add_usage_command
 
+logger = logging.getLogger("router.cli")
 
-def _banner(settings: Settings, port: int) -> str:
+
+def _banner(settings: Settings, port: int, stored: KeyView | str | None = None) -> str:
     server = settings.server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host.strip("[]")
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    mode = describe_auth(settings)  # reads the key store: keys made at run time count too
+    mode = describe_auth(settings, stored)  # reads the key store (unless given): keys made at run time count too
     return "\n".join([
         f"CascadeFlow Router listening on {base}  (auth: {mode})",
         "",
@@ -96,9 +100,14 @@ def _serve(args: argparse.Namespace, settings: Settings, overrides: dict[str, di
         print(_bind_problem(server.host, server.port, exc), file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
+    answers_s = ShutdownPlan.of(server.shutdown_grace_s).answers_s  # the rest of the grace is the stop's
+    stored = stored_keys(settings.auth)
+    address = f"[{server.host.strip('[]')}]:{port}" if ":" in server.host else f"{server.host}:{port}"
+    for warning in start_warnings(settings, address, stored):
+        logger.warning(warning)
     if server.workers > 1:
         sock.close()  # uvicorn binds it again in this process, at once, before starting the workers
-        print(_banner(settings, port), flush=True)
+        print(_banner(settings, port, stored), flush=True)
         if args.config:
             os.environ["CASCADEFLOW_CONFIG"] = os.path.abspath(args.config)
         os.environ["CASCADEFLOW_SERVER__HOST"] = server.host
@@ -109,16 +118,16 @@ def _serve(args: argparse.Namespace, settings: Settings, overrides: dict[str, di
             uvicorn.run("router.app:create_app_from_environment", factory=True, host=server.host,
                         port=port, workers=server.workers, log_level=server.log_level, log_config=None,
                         access_log=False,
-                        timeout_graceful_shutdown=math.ceil(server.shutdown_grace_s))
+                        timeout_graceful_shutdown=answers_s)
         return 0
-    print(_banner(settings, port), flush=True)
+    print(_banner(settings, port, stored), flush=True)
     from router.app import create_app
     from router.reload import ConfigSource
 
     source = ConfigSource(args.config, overrides) if args.config else None
     config = uvicorn.Config(create_app(settings, config=source), host=server.host, port=port,
                             log_level=server.log_level, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=math.ceil(server.shutdown_grace_s))  # streams finish
+                            timeout_graceful_shutdown=answers_s)  # streams finish, within the grace
     runner = uvicorn.Server(config)
     try:
         runner.run(sockets=[sock])

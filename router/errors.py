@@ -7,7 +7,8 @@
         ├── AuthenticationError     401  missing or unknown key
         ├── PermissionDeniedError   403  a known caller, not allowed this (an admin endpoint)
         ├── NotFoundError           404  unknown path or model
-        ├── PayloadTooLargeError    413  body over server.max_body_bytes
+        ├── PayloadTooLargeError    413  body over server.max_body_bytes (or alone over max_inflight_body_bytes)
+        ├── BodiesInFlightError     429  the bodies held in memory would pass server.max_inflight_body_bytes
         ├── ClientDisconnectedError 499  the client hung up before its answer began (its work is cancelled)
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
@@ -39,6 +40,8 @@ class ProxyError(CascadeFlowError):
 
     status: ClassVar[int] = 500
     kind: ClassVar[ErrorKind] = "api_error"
+    retry_after_s: float | None = None
+    """When set, the answer's `retry-after` (whole seconds, at least 1)."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -84,6 +87,18 @@ class PayloadTooLargeError(ProxyError):
 
     status = 413
     kind = "request_too_large"
+
+
+class BodiesInFlightError(ProxyError):
+    """The request bodies held in memory would pass `server.max_inflight_body_bytes`: worth retrying shortly,
+    once requests in flight have ended (router/bodies.py)."""
+
+    status = 429
+    kind = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ClientDisconnectedError(ProxyError):

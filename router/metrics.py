@@ -109,6 +109,10 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
         "Requests refused by a USD budget, by period (daily, monthly), reason (exhausted; held: the rest is held by "
         "requests in flight), scope kind (key, user, tier) and the caller's tier (none without one).",
         "period", "reason", "scope", "tier"),
+    "cascadeflow_body_refusals_total": _counter(
+        "Requests refused while their body was read, by reason: too_large (413: over server.max_body_bytes, or alone "
+        "over server.max_inflight_body_bytes), in_flight (429: the bodies held would pass "
+        "server.max_inflight_body_bytes).", "reason"),
     "cascadeflow_spend_records_total": _counter(
         "Spend ledger rows by result (written, spooled while the database is down, dropped).", "result"),
     # learning
@@ -134,6 +138,8 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     "cascadeflow_cache_entries": MetricSpec("gauge", "Entries in the semantic cache (summed over workers)."),
     "cascadeflow_outcome_log_queue_depth": MetricSpec(
         "gauge", "Outcome records waiting in the log's write queue (summed over workers)."),
+    "cascadeflow_inflight_body_bytes": MetricSpec(
+        "gauge", "Bytes of request bodies held by the requests in flight (summed over workers)."),
     "cascadeflow_upstream_circuit_open": MetricSpec(
         "gauge", "1 while a provider's circuit is open and its calls are refused (summed over workers).",
         ("provider",)),

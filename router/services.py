@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.auth import Authenticator
+from router.bodies import BodyBudget
 from router.budgets.setup import build_budgets
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
@@ -26,6 +25,7 @@ from router.providers.registry import ProviderRegistry
 from router.providers.resilience import UpstreamGuard, provider_checks
 from router.scoring import ConfidenceScorer
 from router.settings import Settings
+from router.shutdown import Deadline, ShutdownPlan
 from router.spend.ledger import SpendLedger, build_spend_ledger
 
 if TYPE_CHECKING:
@@ -35,17 +35,8 @@ if TYPE_CHECKING:
     from router.pipeline.record import OutcomeRecorder
     from router.verifier import Verifier
 
-logger = logging.getLogger("router.services")
-STOP_BUDGET_S = 5.0
-"""At shutdown, after the answers in flight: the most background work and each writer's flush may take."""
-
-
-async def _bounded(work: Coroutine[Any, Any, None], timeout_s: float, what: str) -> None:
-    try:
-        await asyncio.wait_for(work, max(timeout_s, 0.1))
-    except TimeoutError:
-        logger.warning("stopping %s took over %.1fs; left (journaled records are written at the next start)",
-                       what, timeout_s)
+JOURNALED = "cut short (what it did not write is in its journal, written at the next start)"
+"""How a stop that wrote records was cut, in its warning."""
 
 
 @dataclass
@@ -58,6 +49,7 @@ class Services:
     pipeline: Pipeline
     catalog: ModelCatalog
     metrics: Metrics
+    bodies: BodyBudget
     guard: UpstreamGuard | None = None
     encoder: Encoder | None = None
     cache_step: CacheStep | None = None
@@ -110,7 +102,9 @@ class Services:
         budgets = build_budgets(settings, registry, prices, metrics, spend.history if spend is not None else None)
         authenticator = Authenticator(settings.auth, budgets=budgets, metrics=metrics)
         services = cls(settings=settings, registry=registry, authenticator=authenticator, pipeline=pipeline,
-                       catalog=ModelCatalog(settings, registry), metrics=metrics, guard=guard,
+                       catalog=ModelCatalog(settings, registry), metrics=metrics,
+                       bodies=BodyBudget(settings.server.max_body_bytes, settings.server.max_inflight_body_bytes,
+                                         metrics), guard=guard,
                        encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder,
                        spend=spend, ledger=ledger)
         services._owned = [semantic] if semantic is not None else []
@@ -183,26 +177,28 @@ class Services:
         checks["auth"] = self.authenticator.status()
         return checks
 
-    async def stop(self) -> None:
-        """Drain background work, write what is queued, close connections; each for a bounded time.
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Drain background work, write what is queued and close connections, all before `deadline` (by default
+        the stop's share of `server.shutdown_grace_s`: router/shutdown.py).
 
-        uvicorn has given the answers in flight `server.shutdown_grace_s` already; what follows nobody waits for:
-        cache writes and labels get `min(grace, STOP_BUDGET_S)`, then are cancelled (what they spent is posted),
-        and the outcome log and spend ledger as long to write what is queued (what they do not write stays in
-        their journals, written at the next start)."""
-        budget = min(self.settings.server.shutdown_grace_s, STOP_BUDGET_S)
-        await _bounded(self.pipeline.drain(budget), budget + 1.0, "background work")
-        if self.spend is not None:
-            await _bounded(self.spend.stop(), budget, "the spend ledger")
-        if self.learned is not None:
-            await self.learned.stop()
-        if self.verifier is not None:
-            await self.verifier.stop()
+        uvicorn has given the answers in flight their share already; nobody waits for what follows. Cache writes
+        and labels get at most half of the time left, then are cancelled (what they spent is posted); the outcome
+        log and the spend ledger write what is queued, side by side, in the time left (what they do not write
+        stays in their journals, written at the next start); then everything closes."""
+        if deadline is None:
+            deadline = Deadline(ShutdownPlan.of(self.settings.server.shutdown_grace_s).stop_s)
+        await deadline.run(self.pipeline.drain(deadline.left() / 2), "background work", cut=JOURNALED)
+        writers = [self.spend.stop()] if self.spend is not None else []
         if self.recorder is not None:
-            await _bounded(self.recorder.log.stop(), budget, "the outcome log")
+            writers.append(self.recorder.log.stop())
+        await deadline.run(asyncio.gather(*writers), "the outcome log and the spend ledger", cut=JOURNALED)
+        if self.learned is not None:
+            await deadline.run(self.learned.stop(), "the learned router")
+        if self.verifier is not None:
+            await deadline.run(self.verifier.stop(), "the verifier")
         for owned in self._owned:
-            await owned.stop()
+            await deadline.run(owned.stop(), "the semantic cache (its snapshot is kept as it was)")
         if self.encoder is not None:
-            await self.encoder.stop()
-        await self.authenticator.stop()
-        await self.registry.close()
+            await deadline.run(self.encoder.stop(), "the encoder")
+        await deadline.run(self.authenticator.stop(), "the key store, the limiter and the budgets")
+        await deadline.run(self.registry.close(), "the provider connections")

@@ -63,15 +63,20 @@ class ServerSettings(_Strict):
 
     host: str = "127.0.0.1"
     open_without_keys: bool = False
-    """Without proxy keys (`auth.keys`) anyone who reaches the port spends the configured provider keys, so the
-    proxy then listens on loopback only; true lets it listen elsewhere anyway (say, behind your own gateway)."""
+    """Deprecated: `auth.mode: open`. True lets a proxy without proxy keys in its config listen off loopback (it
+    stays pass-through only while the key store holds no key either)."""
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Larger request bodies get 413 before they are read whole (Anthropic's own limit is 32 MB)."""
+    max_inflight_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    """All request bodies held at once in this process (each worker): past it 429, or 413 for one body alone over it
+    (router/bodies.py). With its decoded JSON a body takes two to three times its size (more when made of many
+    tiny strings), so 256 MB keeps bodies under about 1 GB and still admits eight of the 32 MB maximum at once."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
-    """At shutdown, answers in flight (streams too) get this long to finish before they are cut."""
+    """The whole shutdown, SIGTERM to exit: answers in flight (streams too) get it less a quarter (at most 5 s), the
+    writers and connections that quarter (router/shutdown.py)."""
 
 
 class ProviderSettings(_Strict):
@@ -270,10 +275,11 @@ class Settings(BaseSettings):
             if route.provider not in self.providers:
                 raise ValueError(f"models.{index}.provider: unknown provider {route.provider!r}")
         self._check_model_references()
-        if not self.auth.requires_keys and not self.server.open_without_keys and not is_loopback(self.server.host):
+        opened = self.auth.mode == "open" or self.server.open_without_keys
+        if not self.auth.requires_keys and not opened and not is_loopback(self.server.host):
             raise ValueError(f"server.host: {self.server.host!r} is not loopback and no proxy keys are configured, "
                              "so anyone who reaches the port would spend the provider keys; add auth.keys (or "
-                             "auth.mode: api_key), listen on 127.0.0.1, or set server.open_without_keys: true")
+                             "auth.mode: api_key), listen on 127.0.0.1, or say so with auth.mode: open")
         seen: set[str] = set()
         for index, rule in enumerate(self.cascade_rules):
             for key in (rule.request_model, f"cascade/{rule.name}" if rule.name else None):

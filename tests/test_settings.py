@@ -93,7 +93,7 @@ def test_keys_hash_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_environment_variables_override_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "server: {port: 8000, host: 0.0.0.0, open_without_keys: true}\ncache: {enabled: false}\n")
+    path = write(tmp_path, "server: {port: 8000, host: 0.0.0.0}\nauth: {mode: open}\ncache: {enabled: false}\n")
     env = {"CASCADEFLOW_SERVER__PORT": "9001", "CASCADEFLOW_CACHE__ENABLED": "true",
            "CASCADEFLOW_CONFIG": "/elsewhere/config.yaml", "cascadeflow_server__log_level": "debug"}
     settings = load_settings(path, environ=env)
@@ -198,9 +198,17 @@ def test_without_proxy_keys_the_proxy_listens_on_loopback_only(tmp_path: Path, h
     path = write(tmp_path, f"server: {{host: '{host}'}}\n")
     with pytest.raises(ConfigError, match="server.host: .* is not loopback and no proxy keys"):
         load_settings(path, environ={})
-    assert load_settings(path, environ={"CASCADEFLOW_SERVER__OPEN_WITHOUT_KEYS": "true"}).server.host == host
+    assert load_settings(path, environ={"CASCADEFLOW_AUTH__MODE": "open"}).server.host == host
+    assert load_settings(path, environ={"CASCADEFLOW_SERVER__OPEN_WITHOUT_KEYS": "true"}).server.host == host  # old
     digest = "a" * 64
     keyed = write(tmp_path, f"server: {{host: '{host}'}}\nauth: {{keys: [{{key_sha256: '{digest}', user: u}}]}}\n")
     assert load_settings(keyed, environ={}).server.host == host
     for loopback in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
         assert load_settings(write(tmp_path, f"server: {{host: '{loopback}'}}\n"), environ={}).server.host == loopback
+
+
+def test_open_mode_takes_no_proxy_keys(tmp_path: Path) -> None:
+    digest = "a" * 64
+    path = write(tmp_path, f"auth: {{mode: open, keys: [{{key_sha256: '{digest}', user: u}}]}}\n")
+    with pytest.raises(ConfigError, match="mode: open takes no proxy keys"):
+        load_settings(path, environ={})

@@ -1,7 +1,9 @@
 """Handlers of the admin endpoints: read the effective config (secrets masked) and reload the config file.
 
 Who is an admin: with proxy keys, a key with the admin flag (`auth.keys[].admin`, `auth.admin_keys`, or
-`cascadeflow keys create --admin`); without proxy keys (pass-through), a client on loopback only.
+`cascadeflow keys create --admin`); without proxy keys (pass-through), a client on loopback only. The operators'
+endpoints (`/metrics`, the details of `/ready`: router/api/meta.py) need the same admin key with proxy keys, and
+are open to anyone without.
 """
 
 from __future__ import annotations
@@ -31,18 +33,32 @@ def _is_loopback_client(request: Request) -> bool:
         return False
 
 
+def is_admin_key(principal: Principal) -> bool:
+    """Whether the caller authenticated with an admin proxy key."""
+    return isinstance(principal, KeyPrincipal) and principal.admin
+
+
 async def admin(request: Request, services: ServicesDep, principal: PrincipalDep) -> Principal:
     """The caller when it may use the admin endpoints, else PermissionDeniedError (403)."""
     if services.authenticator.mode == "pass_through":
         if principal.mode == "pass_through" and _is_loopback_client(request):
             return principal
         raise PermissionDeniedError("without proxy keys the admin endpoints answer only on loopback")
-    if isinstance(principal, KeyPrincipal) and principal.admin:
+    if is_admin_key(principal):
         return principal
     raise PermissionDeniedError("the admin endpoints need an admin key")
 
 
+async def operator(request: Request, services: ServicesDep, principal: PrincipalDep) -> Principal:
+    """The caller of the operators' endpoints (`/metrics`): with proxy keys an admin, as for the admin endpoints
+    (else 403), without them anyone (a scraper off loopback included)."""
+    if services.authenticator.mode == "pass_through":
+        return principal
+    return await admin(request, services, principal)
+
+
 AdminDep = Annotated[Principal, Depends(admin)]
+OperatorDep = Annotated[Principal, Depends(operator)]
 
 
 def _reloader(request: Request) -> ConfigReloader | None:

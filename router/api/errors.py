@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from router.errors import ProxyError, UpstreamStatusError, UpstreamUnavailableError, kind_for_status
+from router.errors import ProxyError, UpstreamStatusError, kind_for_status
 from router.protocol.chat_response import anthropic_error_to_chat, chat_error_to_anthropic
 from router.types import Dialect, JSONObject
 
@@ -85,8 +85,7 @@ async def _proxy_error(request: Request, exc: Exception) -> Response:
         return _relay_upstream_error(request, exc)
     if exc.status_code >= 500:
         logger.warning("%s on %s: %s", type(exc).__name__, request.url.path, exc.message)
-    retry = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if isinstance(
-        exc, UpstreamUnavailableError) else None
+    retry = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if exc.retry_after_s is not None else None
     return error_response(request, exc.status_code, exc.kind, exc.message, exc.param, extra_headers=retry)
 
 

@@ -6,9 +6,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from router.api.deps import PrincipalDep, ServicesDep
+from router.api.admin import OperatorDep, operator
+from router.api.deps import PrincipalDep, ServicesDep, authenticate
 from router.api.errors import request_dialect
-from router.errors import NotFoundError
+from router.errors import NotFoundError, ProxyError
 from router.metrics import CONTENT_TYPE
 from router.services import Services
 from router.types import client_family
@@ -47,13 +48,26 @@ async def health() -> Response:
 
 
 @router.get("/ready")
-async def ready(services: ServicesDep) -> Response:
-    """Readiness: every dependency the proxy needs is usable."""
+async def ready(request: Request, services: ServicesDep) -> Response:
+    """Readiness: every dependency the proxy needs is usable (200, else 503, for any caller); the checks behind
+    it are shown to those who may read `/metrics`, and no key (or a bad one) is no reason to fail a probe."""
     checks = {name: _public(check) for name, check in services.readiness().items()}
     is_ready = all(check["ok"] for check in checks.values() if check.get("required"))
     degraded = any(not check["ok"] for check in checks.values())
     status = "unavailable" if not is_ready else ("degraded" if degraded else "ready")
-    return _json({"status": status, "checks": checks}, 200 if is_ready else 503)
+    body: dict[str, object] = {"status": status}
+    if await _sees_details(request, services):
+        body["checks"] = checks
+    return _json(body, 200 if is_ready else 503)
+
+
+async def _sees_details(request: Request, services: Services) -> bool:
+    """Whether the caller may read the operators' endpoints (router/api/admin.py's `operator`)."""
+    try:
+        await operator(request, services, await authenticate(request, services))
+    except ProxyError:  # no key, a bad one, a user's, or a key store that cannot be read now
+        return False
+    return True
 
 
 _PRIVATE = frozenset({"base_url", "last_error"})
@@ -69,16 +83,17 @@ def _public(check: dict[str, object]) -> dict[str, object]:
 
 
 @router.get("/metrics")
-async def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
-    """Prometheus metrics: this process's, or every worker's when several run (see router/metrics.py). Callers
-    authenticate as for the LLM endpoints: with proxy keys a scraper sends one (`authorization: Bearer ...`)."""
+async def metrics(services: ServicesDep, _: OperatorDep) -> Response:
+    """Prometheus metrics: this process's, or every worker's when several run (see router/metrics.py). With proxy
+    keys a scraper sends an admin key (`authorization: Bearer ...`): spend and traffic are everyone's."""
     sample_gauges(services)
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def sample_gauges(services: Services) -> None:
-    """Set the state gauges (cache entries, outcome log queue depth) and the outcome log's own counts from the
-    dependencies' status."""
+    """Set the state gauges (cache entries, outcome log queue depth, request bodies held) and the outcome log's own
+    counts from the dependencies' status."""
+    services.metrics.gauge("cascadeflow_inflight_body_bytes", float(services.bodies.in_flight))
     checks = services.readiness()
     for check, field, gauge in (("cache", "entries", "cascadeflow_cache_entries"),
                                 ("outcome_log", "queued", "cascadeflow_outcome_log_queue_depth")):

@@ -5,9 +5,9 @@ outcome log, the spend ledger, exploration labels, retries, a provider with a br
 limit and a budget, a config file) gets traffic that moves each family: a cache hit, an accepted draft, an
 escalation (streamed), a failed draft, a forced strong answer, pass-through in three dialects, a token count, an
 upstream 529 retried then relayed, a breaker that opens and a fallback that answers, a 429 of each kind, requests
-refused before routing, an encoder that crashes, a reload, and newer artifacts that are refused. Then each family
-must be in the scrape with its declared labels and plausible values, and no label may carry a key, a user or a
-prompt: model labels are configured names or `other`.
+refused before routing (a body too large among them), an encoder that crashes, a reload, and newer artifacts
+that are refused. Then each family must be in the scrape with its declared labels and plausible values, and no
+label may carry a key, a user or a prompt: model labels are configured names or `other`.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def config(upstream_url: str, tmp: Path, models_dir: Path, *, late_route: bool =
         "resilience": {"retry": {"max_retries": 1, "initial_backoff_s": 0.01, "max_backoff_s": 0.02},
                        "breaker": {"enabled": False}},
         "reload": {"watch": False},
+        "server": {"max_inflight_body_bytes": 64 * 1024},
     }
 
 
@@ -167,6 +168,8 @@ def drive(traffic: Traffic, tags: list[str]) -> None:
              for _ in range(6)]
     assert spent[0] == 200 and spent[-1] == 429
     assert traffic.client.post("/v1/messages", content=b"{nope", headers={"x-api-key": MAIN}).status_code == 400
+    assert traffic.client.post("/v1/messages", content=b" " * (64 * 1024 + 1),
+                               headers={"x-api-key": MAIN}).status_code == 413  # alone over the bodies' cap
     assert traffic.anthropic(f"Who? {tag()}", key="key-nobody").status_code == 401
 
 
@@ -218,7 +221,8 @@ MOVED: dict[str, list[dict[str, str]]] = {
     "cascadeflow_requests_total": [{"route": route} for route in (*ROUTES, "rejected")] + [
         {"dialect": dialect} for dialect in ("anthropic", "openai_chat", "openai_responses")] + [
         {"endpoint": "count_tokens"}, {"route": "failed", "status": "529"}, {"route": "rejected", "status": "429"},
-        {"route": "rejected", "status": "400"}, {"route": "rejected", "status": "401"}],
+        {"route": "rejected", "status": "400"}, {"route": "rejected", "status": "401"},
+        {"route": "rejected", "status": "413"}],
     "cascadeflow_drafts_total": [{"outcome": outcome} for outcome in ("accepted", "rejected", "failed")],
     "cascadeflow_cache_lookups_total": [{"result": result} for result in ("hit", "miss", "skipped")],
     "cascadeflow_upstream_errors_total": [{"status": "529"}],
@@ -239,6 +243,7 @@ MOVED: dict[str, list[dict[str, str]]] = {
                                        {"kind": "input", "model": "gpt-4o-mini"}],
     "cascadeflow_rate_limit_refusals_total": [{"reason": "requests", "tier": "free"}],
     "cascadeflow_budget_refusals_total": [{"period": "daily", "scope": "key", "tier": "none"}],
+    "cascadeflow_body_refusals_total": [{"reason": "too_large"}],
     "cascadeflow_spend_records_total": [{"result": "written"}],
     "cascadeflow_router_predictions_total": [{"skip": "false"}],
     "cascadeflow_router_predict_seconds_total": [{}],
@@ -253,6 +258,7 @@ MOVED: dict[str, list[dict[str, str]]] = {
     "cascadeflow_explorations_total": [{"result": "ok"}],
     "cascadeflow_cache_entries": [{}],
     "cascadeflow_outcome_log_queue_depth": [],  # sampled at the scrape: present, 0 once the log is written
+    "cascadeflow_inflight_body_bytes": [],  # sampled at the scrape: present, 0 with no body held
     "cascadeflow_upstream_circuit_open": [{"provider": "flaky"}],
     "cascadeflow_request_duration_seconds": [{"route": route} for route in ROUTES],
     "cascadeflow_stream_first_byte_seconds": [{"dialect": "anthropic", "route": "escalated"},

@@ -29,13 +29,14 @@ async def test_each_refusal_names_the_kind_of_limit() -> None:
 
 
 def test_a_running_proxy_counts_its_429s(proxy_factory: ProxyFactory, upstream: BackgroundServer) -> None:
-    secret, user = "key-" + marker(), "user-" + marker()
+    secret, user, ops = "key-" + marker(), "user-" + marker(), "key-ops-" + marker()
     entry = {"key_sha256": hash_key(secret), "user": user, "tier": "free"}
-    proxy = proxy_factory(proxy_settings(upstream.url, auth={"keys": [entry], "tiers": {"free": {"rpm": 1}}}))
+    admin = {"key_sha256": hash_key(ops), "user": "ops", "admin": True}  # /metrics needs an admin key
+    proxy = proxy_factory(proxy_settings(upstream.url, auth={"keys": [entry, admin], "tiers": {"free": {"rpm": 1}}}))
     assert ask_anthropic(proxy.url, secret, marker()).status_code == 200
     assert ask_openai(proxy.url, secret, marker()).status_code == 429
     assert ask_anthropic(proxy.url, secret, marker()).status_code == 429
-    scrape = httpx.get(f"{proxy.url}/metrics", headers={"authorization": f"Bearer {secret}"}, timeout=10)
+    scrape = httpx.get(f"{proxy.url}/metrics", headers={"authorization": f"Bearer {ops}"}, timeout=10)
     assert scrape.status_code == 200
     lines = [line for line in scrape.text.splitlines() if line.startswith(NAME + "{")]
     assert lines == [f'{NAME}{{reason="requests",tier="free"}} 2.0']

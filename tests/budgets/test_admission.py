@@ -23,9 +23,12 @@ from tests.auth.helpers import REDIS_URL, ask_anthropic, ask_openai, drop_prefix
 from tests.budgets.helpers import PRICES, USD_PER_TOKEN
 from tests.support import ProxyFactory, marker, proxy_settings, received_with
 
+OPS = "key-ops-" + marker()
+"""An admin key, which /metrics needs with proxy keys: every proxy here has it."""
+
 
 def budget_settings(upstream_url: str, keys: list[dict[str, Any]], **sections: Any) -> Settings:
-    auth = {"keys": keys, **sections.pop("auth", {})}
+    auth = {"keys": [*keys, key_entry(OPS, "ops", admin=True)], **sections.pop("auth", {})}
     return proxy_settings(upstream_url, model_info=PRICES, auth=auth, **sections)
 
 
@@ -33,8 +36,8 @@ def key_entry(secret: str, user: str, **fields: Any) -> dict[str, Any]:
     return {"key_sha256": hash_key(secret), "user": user, **fields}
 
 
-def refusals(proxy_url: str, key: str, **labels: str) -> float:
-    text = httpx.get(f"{proxy_url}/metrics", headers={"authorization": f"Bearer {key}"}).text
+def refusals(proxy_url: str, **labels: str) -> float:
+    text = httpx.get(f"{proxy_url}/metrics", headers={"authorization": f"Bearer {OPS}"}).text
     wanted = ",".join(f'{name}="{value}"' for name, value in sorted(labels.items()))
     line = next((line for line in text.splitlines()
                  if line.startswith(f"cascadeflow_budget_refusals_total{{{wanted}}}")), None)
@@ -74,7 +77,7 @@ def test_an_exhausted_budget_is_a_429_in_each_dialect_before_the_upstream(
     count = httpx.post(f"{proxy.url}/v1/messages/count_tokens", headers={"x-api-key": secret},
                        json={"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]})
     assert count.status_code == 200  # a token count spends nothing: never refused
-    assert refusals(proxy.url, secret, period="daily", reason="exhausted", scope="key", tier="none") == 3
+    assert refusals(proxy.url, period="daily", reason="exhausted", scope="key", tier="none") == 3
 
 
 def test_the_sdks_raise_their_rate_limit_error_and_do_not_retry(proxy_factory: ProxyFactory,
@@ -89,7 +92,7 @@ def test_the_sdks_raise_their_rate_limit_error_and_do_not_retry(proxy_factory: P
     with pytest.raises(openai.RateLimitError) as refused:
         gpt.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert refused.value.code == "insufficient_quota"
-    assert refusals(proxy.url, secret, period="monthly", reason="exhausted", scope="key", tier="none") == 2  # once each
+    assert refusals(proxy.url, period="monthly", reason="exhausted", scope="key", tier="none") == 2  # once each
 
 
 def test_requests_in_flight_hold_their_worst_case_and_the_overshoot_stays_below_one(
@@ -115,7 +118,7 @@ def test_requests_in_flight_hold_their_worst_case_and_the_overshoot_stays_below_
     assert all(response.headers["retry-after"] == "2" and "x-should-retry" not in response.headers
                for response in held)
     spend_until_refused(proxy.url, secret)
-    metrics = httpx.get(f"{proxy.url}/metrics", headers={"authorization": f"Bearer {secret}"}).text
+    metrics = httpx.get(f"{proxy.url}/metrics", headers={"authorization": f"Bearer {OPS}"}).text
     spent = float(next(line for line in metrics.splitlines()
                        if line.startswith('cascadeflow_cost_usd_total{kind="actual"}')).rsplit(" ", 1)[1])
     assert limit <= spent < limit + estimate
@@ -134,7 +137,7 @@ def test_user_and_tier_budgets(proxy_factory: ProxyFactory, upstream: Background
     admitted, refused = spend_until_refused(proxy.url, bob)
     assert admitted == 4 and "of tier:pro" in refused.json()["error"]["message"]  # the tier's users together
     assert ask_openai(proxy.url, carol, marker()).status_code == 429
-    assert refusals(proxy.url, carol, period="daily", reason="exhausted", scope="tier", tier="pro") == 2
+    assert refusals(proxy.url, period="daily", reason="exhausted", scope="tier", tier="pro") == 2
 
 
 def test_a_restart_keeps_todays_spend(upstream: BackgroundServer, tmp_path: Path) -> None:
