@@ -64,6 +64,8 @@ class PolicyPoint:
     served_by_draft: float
     served_wrong: float
     """Among drafts served, the share whose quality is below the strong model's (a worse answer)."""
+    served_count: int = 0
+    """How many drafts were served (the sample `served_wrong` is measured on)."""
     moments: tuple[tuple[float, float, float, float, float, float], ...] = ()
     """Per group: n and the sums of q, q², s, s² and q·s (q the policy's quality, s the strong model's)."""
 
@@ -100,7 +102,8 @@ def evaluate(data: PolicyData, skip_threshold: float, accept_threshold: float) -
         cost_saved=1.0 - float(cost.sum()) / max(float(data.strong_cost.sum()), 1e-12),
         drafted=float(drafted.mean()) if len(data) else math.nan,
         served_by_draft=float(served.mean()) if len(data) else math.nan,
-        served_wrong=float(worse.sum()) / int(served.sum()) if served.any() else 0.0, moments=tuple(moments))
+        served_wrong=float(worse.sum()) / int(served.sum()) if served.any() else 0.0, served_count=int(served.sum()),
+        moments=tuple(moments))
 
 
 def _candidates(values: Floats) -> list[float]:
@@ -133,26 +136,44 @@ def reaches(point: PolicyPoint, target: float, margin_z: float) -> bool:
     return True
 
 
+def served_worse_bound(point: PolicyPoint, z: float) -> float:
+    """The Wilson upper bound, `z` standard errors up, on the share of served drafts worse than the strong answer:
+    a handful of served drafts with none wrong proves little."""
+    n, share = point.served_count, point.served_wrong
+    if n == 0:
+        return 0.0
+    centre = share + z * z / (2 * n)
+    spread = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (centre + spread) / (1 + z * z / n)
+
+
+def acceptable(point: PolicyPoint, target: float, margin_z: float, max_served_worse: float,
+               served_worse_z: float) -> bool:
+    """Whether a pair reaches the target (see `reaches`) and its served drafts are worse than the strong answer
+    at most `max_served_worse` of the time, `served_worse_z` standard errors clear (Wilson bound)."""
+    return reaches(point, target, margin_z) and (
+        max_served_worse >= 1.0 or served_worse_bound(point, served_worse_z) <= max_served_worse + 1e-12)
+
+
 def _cheapest(points: list[PolicyPoint]) -> PolicyPoint:
     return max(points, key=lambda p: (round(p.cost_saved, 9), -p.drafted, p.quality_ratio))
 
 
-def choose_policy(data: PolicyData, target: float, margin_z: float = 1.0,
-                  points: list[PolicyPoint] | None = None, max_served_worse: float = 1.0) -> PolicyPoint:
-    """The cheapest pair (of `points`, else the whole grid) that reaches `target` in every group (see
-    `reaches`) and serves at most `max_served_worse` of its drafts worse than the strong answer; always-strong
-    (skip everything) when none does. Ties go to the pair that drafts less."""
+def choose_policy(data: PolicyData, target: float, margin_z: float = 1.0, points: list[PolicyPoint] | None = None,
+                  max_served_worse: float = 1.0, served_worse_z: float = 0.0) -> PolicyPoint:
+    """The cheapest pair (of `points`, else the whole grid) that is `acceptable`; always-strong (skip
+    everything) when none is. Ties go to the pair that drafts less."""
     feasible = [p for p in (points if points is not None else policy_grid(data))
-                if reaches(p, target, margin_z) and p.served_wrong <= max_served_worse + 1e-12]
+                if acceptable(p, target, margin_z, max_served_worse, served_worse_z)]
     return _cheapest(feasible) if feasible else evaluate(data, 1.0 + 1e-9, 1.0 + 1e-9)
 
 
 def frontier(points: list[PolicyPoint], targets: tuple[float, ...], margin_z: float = 1.0,
-             max_served_worse: float = 1.0) -> list[tuple[float, PolicyPoint | None]]:
+             max_served_worse: float = 1.0, served_worse_z: float = 0.0) -> list[tuple[float, PolicyPoint | None]]:
     """The curve: for each quality target, the cheapest evaluated pair reaching it (as `choose_policy`)."""
     out: list[tuple[float, PolicyPoint | None]] = []
     for target in sorted(targets):
-        feasible = [p for p in points if reaches(p, target, margin_z) and p.served_wrong <= max_served_worse + 1e-12]
+        feasible = [p for p in points if acceptable(p, target, margin_z, max_served_worse, served_worse_z)]
         out.append((target, _cheapest(feasible) if feasible else None))
     return out
 

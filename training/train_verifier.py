@@ -264,12 +264,13 @@ def train(args: argparse.Namespace) -> Path:
     profiles = choose_profiles(judged(fitting & clean, oof[chosen][clean[fitting]], ~undrafted_test & clean_undrafted),
                                judged(test, p_test, undrafted_test),
                                target=args.quality_target, margin_z=args.margin_z, targets=TARGETS,
-                               max_served_worse=args.max_served_worse)
+                               max_served_worse=args.max_served_worse, served_worse_z=args.served_worse_z)
     created = dt.datetime.now(dt.UTC)
     version = args.version or created.strftime("%Y%m%d-%H%M%S")
     with_router = router_version is not None and any(choice.routed for choice in profiles)
     thresholds: dict[str, Any] = profiles[0].thresholds(with_router) | {
-        "quality_target": args.quality_target, "max_served_worse": args.max_served_worse, "default_profile": profiles[0].name,
+        "quality_target": args.quality_target, "max_served_worse": args.max_served_worse,
+        "served_worse_z": args.served_worse_z, "default_profile": profiles[0].name,
         "profiles": {choice.name: choice.thresholds(with_router) for choice in profiles}}
     if with_router:
         thresholds["router_version"] = router_version
@@ -306,8 +307,8 @@ def report(version: str, chosen: str, metadata: ArtifactMetadata, scores: dict[s
     lines = [f"# Verifier {version}", "", *logs, *([""] if logs else []),
              f"Model: {chosen} (calibrated). The policy for {100 * target:.0f}% of the strong model's quality in "
              f"every source, serving at most {100 * metadata.thresholds['max_served_worse']:.0f}% of its drafts worse "
-             "than the strong answer, per profile (the first is the default; a rule picks another with "
-             "`verify: {profile: <name>}`):", ""]
+             f"than the strong answer (Wilson bound, z={metadata.thresholds['served_worse_z']:g}), per profile (the "
+             "first is the default; a rule picks another with `verify: {profile: <name>}`):", ""]
     for choice in profiles:
         on, test = choice.chosen, choice.test
         skip = f"skip the draft below router P(good) {on.skip_threshold:.3f}, " if "router_version" in \
@@ -345,6 +346,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-served-worse", type=float, default=0.10,
                         help="the most of the served drafts that may be worse than the strong answer, out of fold "
                              "(default: 0.10)")
+    parser.add_argument("--served-worse-z", type=float, default=1.0,
+                        help="standard errors by which the Wilson bound on that share must stay under the cap "
+                             "(default: 1.0)")
     parser.add_argument("--margin-z", type=float, default=0.5,
                         help="standard errors by which every source must clear the target (default: 0.5)")
     parser.add_argument("--router", type=Path, default=shipped_router(),

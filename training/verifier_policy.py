@@ -109,7 +109,7 @@ class Judged:
 
 
 def choose_profiles(fit: Judged, test: Judged, *, target: float, margin_z: float, targets: tuple[float, ...],
-                    max_served_worse: float = 1.0) -> list[ProfileChoice]:
+                    max_served_worse: float = 1.0, served_worse_z: float = 0.0) -> list[ProfileChoice]:
     """Each profile's pair, chosen on its fit rows and evaluated on its test rows; the largest first."""
     names = sorted({profile_of(str(row.get("source") or "data")) for row in fit.rows})
     choices = []
@@ -117,10 +117,10 @@ def choose_profiles(fit: Judged, test: Judged, *, target: float, margin_z: float
         fit_part, test_part = fit.of_profile(name), test.of_profile(name)
         data = policy_data(fit_part.rows, fit_part.p_router, fit_part.p_verify)
         points = policy_grid(data)
-        chosen = choose_policy(data, target, margin_z, points, max_served_worse)
+        chosen = choose_policy(data, target, margin_z, points, max_served_worse, served_worse_z)
         test_data = policy_data(test_part.rows, test_part.p_router, test_part.p_verify)
         choices.append(ProfileChoice(name, len(fit_part.rows), chosen,
                                      evaluate(test_data, chosen.skip_threshold, chosen.accept_threshold),
-                                     frontier(points, targets, margin_z, max_served_worse),
+                                     frontier(points, targets, margin_z, max_served_worse, served_worse_z),
                                      routed=not np.isnan(data.p_router).all()))
     return sorted(choices, key=lambda choice: -choice.rows)

@@ -80,3 +80,10 @@ def test_a_cap_on_served_drafts_worse_than_the_strong_answer_holds_where_the_mea
     assert loose.served_wrong > 0.05, "the target alone lets the mixed band be served"
     capped = choose_policy(rows, 0.90, margin_z=0.0, max_served_worse=0.05)
     assert capped.served_wrong <= 0.05 and capped.served_by_draft == 0.8
+
+
+def test_the_cap_holds_with_a_margin_so_a_few_lucky_served_drafts_prove_little() -> None:
+    # 19 right drafts and 1 wrong one among those served: 5% measured, but the Wilson bound at z=1 is above 10%.
+    rows = data([0.5] * 40, [0.9] * 20 + [0.1] * 20, [1.0] * 19 + [0.0] + [0.0] * 20)
+    assert choose_policy(rows, 0.4, margin_z=0.0, max_served_worse=0.10).served_by_draft == 0.5
+    assert choose_policy(rows, 0.4, margin_z=0.0, max_served_worse=0.10, served_worse_z=1.0).served_by_draft == 0.0
