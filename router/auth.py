@@ -7,18 +7,20 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from router.auth_keys.admission import KeyPrincipal, KeyStoreUnavailableError, admitted
+from router.auth_keys.admission import KeyPrincipal, admitted
 from router.auth_keys.limits import Decision, Limiter, Limits, MemoryLimiter, Scope
 from router.auth_keys.records import StoredKey, hash_key, looks_like_proxy_key
-from router.auth_keys.store import KeyDirectory, KeyStore, open_key_store
-from router.auth_settings import AuthPolicy, AuthSettings, LimitSettings
+from router.auth_keys.store import SQL_READ_TIMEOUT_S, KeyDirectory, KeyStore, open_key_store
+from router.auth_settings import AuthPolicy, AuthSettings, LimitSettings, is_redis
 from router.budgets.core import BudgetLimits, BudgetScope
-from router.errors import AuthenticationError, ConfigError
+from router.errors import AuthenticationError, ConfigError, KeyStoreUnavailableError
 from router.types import Answer, AuthMode, ClientCall, Principal
 
 if TYPE_CHECKING:
     from router.budgets.admission import Budgets
     from router.metrics import Metrics
+    from router.shared_state import StateSettings
+    from router.storage.redis_health import RedisHealth
 
 __all__ = ["Authenticator", "hash_key", "presented_keys"]
 logger = logging.getLogger("router.auth")
@@ -37,16 +39,17 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return keys
 
 
-def build_limiter(settings: AuthSettings) -> Limiter:
-    """Counters in Redis when the settings name one (shared by every replica), else in this process."""
+def build_limiter(settings: AuthSettings, health: RedisHealth | None = None) -> Limiter:
+    """Counters in Redis when the settings name one (shared by every replica; `health` bounds and judges its
+    calls), else in this process."""
     url = settings.limiter_redis_url
     if url is None:
         if settings.limiter == "redis":
-            raise ConfigError("auth.limiter: redis needs auth.redis_url (or a Redis key store)")
+            raise ConfigError("auth.limiter: redis needs state.redis_url (or auth.redis_url, or a Redis key store)")
         return MemoryLimiter()
     from router.auth_keys.redis_limits import RedisLimiter
 
-    return RedisLimiter(url, settings.redis_prefix)
+    return RedisLimiter(url, settings.redis_prefix, health=health)
 
 
 class Authenticator:
@@ -54,7 +57,7 @@ class Authenticator:
 
     def __init__(self, settings: AuthSettings, *, store: KeyStore | None = None,
                  limiter: Limiter | None = None, budgets: Budgets | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, state: StateSettings | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self._configured = {entry.key_sha256: entry for entry in settings.keys}
@@ -63,7 +66,10 @@ class Authenticator:
         self.budgets = budgets
         if store is None and settings.store is not None and not settings.passes_through:
             store = open_key_store(settings.store, redis_prefix=settings.redis_prefix)
-        self.directory = KeyDirectory(store, settings.refresh_interval_s)
+        in_redis = store is not None and is_redis(store.url)  # a Redis store's reads are bounded as Redis's are
+        timeout_s = state.timeout_s if state is not None and in_redis else SQL_READ_TIMEOUT_S
+        self.directory = KeyDirectory(store, settings.refresh_interval_s, timeout_s=timeout_s, metrics=metrics,
+                                      on_failure=state.on_failure if state is not None else "open")
         self.limiter = limiter if limiter is not None else build_limiter(settings)
 
     @property
@@ -90,13 +96,15 @@ class Authenticator:
         policy = self.policy
         if policy in ("pass_through", "open"):
             return _pass_through(headers, keys)
-        view = self.directory.view
+        view, usable = self.directory.view, self.directory.usable
         for key in keys:
             digest = hash_key(key)
             configured = self._configured.get(digest)
             if configured is not None:
                 return self._principal(configured.key_id, configured.user, configured.tier, configured,
                                        configured.admin or digest in self._admins)
+            if not usable:  # never read, or unreadable with state.on_failure: closed
+                continue
             stored = view.active.get(digest)
             if stored is not None:
                 return self._stored_principal(stored, digest in self._admins)
@@ -106,8 +114,9 @@ class Authenticator:
             return _pass_through(headers, keys, own_key_only=True)  # a provider's own key, forwarded, never ours
         if not keys:
             raise AuthenticationError("missing API key: send it in x-api-key or Authorization: Bearer")
-        if not self.directory.loaded:
-            raise KeyStoreUnavailableError("the key store cannot be read; try again shortly")
+        if not usable:
+            raise KeyStoreUnavailableError("the key store cannot be read, so a key that is not in the config cannot "
+                                           "be checked; retry shortly")
         raise AuthenticationError("invalid API key")
 
     def _stored_principal(self, key: StoredKey, admin: bool) -> KeyPrincipal:
@@ -172,8 +181,7 @@ class Authenticator:
         await self.limiter.close()
         if self.budgets is not None:
             await self.budgets.close()
-        if self.directory.store is not None:
-            await self.directory.store.close()
+        await self.directory.close()
 
 
 def _limits(settings: LimitSettings) -> Limits:

@@ -81,21 +81,24 @@ class AuthSettings(_Strict):
     admin_keys: list[str] = Field(default_factory=list)
     """SHA-256 digests of admin keys (in `keys` or in the store): they may read everyone's usage."""
     tiers: dict[str, TierSettings] = Field(default_factory=dict)
+    """The older spelling of the top-level `tiers` (give one of the two; router/shared_state.py)."""
     users: dict[str, LimitSettings] = Field(default_factory=dict)
-    """Per user: limits and budgets that override the user's tier's (for that user alone)."""
+    """Per user: limits and budgets that override the user's tier's (for that user alone); the older spelling of
+    the top-level `users`."""
     default_tier: str | None = None
     """The tier of keys created without one."""
     store: str | None = None
-    """Where `cascadeflow keys create` keeps keys: sqlite:///path, postgresql://... or redis://... Unset (in a
-    loaded config): the outcome log's PostgreSQL database, else the semantic cache's Redis, else
-    sqlite:///var/keys.sqlite under the data directory."""
+    """Where `cascadeflow keys create` keeps keys: sqlite:///path, postgresql://... or redis://... Unset:
+    `database.url`; else, in a loaded config, the outcome log's PostgreSQL database, else `state.redis_url`, else
+    the semantic cache's Redis, else sqlite:///var/keys.sqlite under the data directory."""
     refresh_interval_s: float = Field(1.0, gt=0.0, le=1.0)
     """How old the proxy's view of the key store may be: a revoked key is refused within this time."""
     limiter: Literal["auto", "embedded", "redis"] = "auto"
     """Where rate-limit counters live: in each process (embedded) or in Redis, shared by every replica (auto:
     Redis when `redis_url` is known)."""
     redis_url: str | None = None
-    """The Redis of the limiter (unset in a loaded config: the key store's or the semantic cache's Redis)."""
+    """The Redis of the limiter and the budgets. Unset: `state.redis_url`; else, in a loaded config, the key
+    store's or the semantic cache's Redis."""
     redis_prefix: str = Field("cascadeflow:auth", min_length=1)
 
     @field_validator("admin_keys")
@@ -117,7 +120,7 @@ class AuthSettings(_Strict):
         for where, tier in named:
             if tier is not None and tier not in self.tiers:
                 known = ", ".join(sorted(self.tiers)) or "none configured"
-                raise ValueError(f"{where}: unknown tier {tier!r} (auth.tiers: {known})")
+                raise ValueError(f"{where}: unknown tier {tier!r} (tiers: {known})")
         return self
 
     @model_validator(mode="after")
@@ -166,6 +169,8 @@ def resolve_auth(settings: Settings, base: Path, environ: Mapping[str, str]) -> 
     if store is None:
         if log.enabled and log.url.startswith(("postgresql://", "postgres://")):
             store = log.url
+        elif settings.state.redis_url is not None:
+            store = settings.state.redis_url
         elif settings.semantic_cache_wanted and cache.mode == "redis":
             store = cache.redis_url
         else:

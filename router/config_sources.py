@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -135,6 +136,21 @@ def _yaml_issue(error: yaml.YAMLError, hidden: _Hidden) -> ConfigIssue:
         return ConfigIssue(f"invalid YAML: unacceptable character #x{error.character:04x}: {error.reason}").at(
             hidden.position(error.position))
     return ConfigIssue(f"invalid YAML: {error}")
+
+
+def read_config(path: str | Path, environ: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """A config file's text and its settings tree, interpolated (`parse_yaml`); ConfigError when it cannot be
+    read, naming the line of a byte that is not UTF-8."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        column = exc.start - exc.object.rfind(b"\n", 0, exc.start)
+        issue = ConfigIssue(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})", line=line, column=column)
+        raise ConfigFileError([issue], file=str(path)) from exc
+    return text, parse_yaml(text, environ, str(path))
 
 
 def parse_yaml(text: str, environ: Mapping[str, str], source: str) -> dict[str, Any]:

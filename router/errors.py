@@ -10,6 +10,8 @@
         ├── PayloadTooLargeError    413  body over server.max_body_bytes (or alone over max_inflight_body_bytes)
         ├── BodiesInFlightError     429  the bodies held in memory would pass server.max_inflight_body_bytes
         ├── ClientDisconnectedError 499  the client hung up before its answer began (its work is cancelled)
+        ├── DependencyUnavailableError 503  shared state the request must be checked against cannot be read
+        │   └── KeyStoreUnavailableError    the key store (a key not in the config cannot be checked)
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
             ├── UpstreamTimeoutError 504 no answer in time
@@ -106,6 +108,27 @@ class ClientDisconnectedError(ProxyError):
 
     status = 499
     kind = "api_error"
+
+
+class DependencyUnavailableError(ProxyError):
+    """A store the request must be checked against cannot be read, and the config says to refuse rather than serve
+    unchecked (`state.on_failure: closed`): worth retrying shortly. `dependency` names what is down as
+    `cascadeflow_dependency_errors_total` does (rate_limiter, budgets, key_store)."""
+
+    status = 503
+    kind = "api_error"
+
+    def __init__(self, message: str, *, dependency: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
+
+
+class KeyStoreUnavailableError(DependencyUnavailableError):
+    """The key store could not be read, so a key that is not in the config cannot be checked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, dependency="key_store")
 
 
 class UpstreamError(ProxyError):

@@ -14,7 +14,8 @@ class _Strict(BaseModel):
 class OutcomeLogSettings(_Strict):
     """The outcome log: one record per request, for retraining the router and tuning its thresholds.
 
-    `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas). Writes are
+    `url` is `sqlite:///path` (embedded, the default) or `postgresql://...` (shared by replicas; `database.url`
+    when the config gives no `outcome_log.url`). Writes are
     batched off the request path through a bounded queue; prompts and answers are stored only when
     `store_text` is true (hashes otherwise). Before its request is acknowledged, each record is appended to a
     local write-ahead journal, so records of answered requests survive `kill -9` (router/storage/journal.py).

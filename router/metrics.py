@@ -87,7 +87,9 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({
     "cascadeflow_config_reloads_total": _counter(
         "Config file reloads by result (applied, unchanged, rejected).", "result"),
     "cascadeflow_dependency_errors_total": _counter(
-        "Dependency failures (cache, encoder, outcome log, router, verifier) that degraded service.", "dependency"),
+        "Dependency failures that degraded service (cache, encoder, outcome_log, router, verifier) or that served "
+        "or refused a request unchecked against the shared state: rate_limiter and budgets (each Redis call that "
+        "failed or was skipped while Redis is down), key_store (each failed read).", "dependency"),
     # spend
     "cascadeflow_cost_usd_total": _counter(
         "Spend in USD by kind: actual, original (the strong model alone), wasted_draft, and background spend "

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from router.auth import Authenticator
+from router.auth import Authenticator, build_limiter
 from router.bodies import BodyBudget
 from router.budgets.setup import build_budgets
 from router.catalog import ModelCatalog
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from router.learned import LearnedRouter
     from router.pipeline.cache import CacheStep
     from router.pipeline.record import OutcomeRecorder
+    from router.storage.redis_health import RedisHealth
     from router.verifier import Verifier
 
 JOURNALED = "cut short (what it did not write is in its journal, written at the next start)"
@@ -58,6 +59,8 @@ class Services:
     recorder: OutcomeRecorder | None = None
     spend: SpendLedger | None = None
     ledger: Ledger | None = None
+    state_redis: RedisHealth | None = None
+    """The shared Redis of the rate limiter and the budgets, when they use one."""
     _owned: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -99,16 +102,30 @@ class Services:
                       verify=VerifyStep(ConfidenceScorer(), verifier, logging_features=recorder is not None),
                       serve=ServeStep(registry, upstream, ledger, record, Fallbacks(registry, metrics)), record=record)
         pipeline = Pipeline(registry, upstream, list(settings.cascade_rules), steps)
-        budgets = build_budgets(settings, registry, prices, metrics, spend.history if spend is not None else None)
-        authenticator = Authenticator(settings.auth, budgets=budgets, metrics=metrics)
+        state_redis = cls._redis_health(settings, metrics)
+        budgets = build_budgets(settings, registry, prices, metrics, spend.history if spend is not None else None,
+                                state_redis)
+        authenticator = Authenticator(settings.auth, budgets=budgets, metrics=metrics, state=settings.state,
+                                      limiter=build_limiter(settings.auth, state_redis))
         services = cls(settings=settings, registry=registry, authenticator=authenticator, pipeline=pipeline,
                        catalog=ModelCatalog(settings, registry), metrics=metrics,
                        bodies=BodyBudget(settings.server.max_body_bytes, settings.server.max_inflight_body_bytes,
                                          metrics), guard=guard,
                        encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder,
-                       spend=spend, ledger=ledger)
+                       spend=spend, ledger=ledger, state_redis=state_redis)
         services._owned = [semantic] if semantic is not None else []
         return services
+
+    @staticmethod
+    def _redis_health(settings: Settings, metrics: Metrics) -> RedisHealth | None:
+        """One view of the limiter's and the budgets' Redis, shared by both (`state.on_failure`, `timeout_s`)."""
+        url = settings.auth.limiter_redis_url
+        if url is None:
+            return None
+        from router.storage.redis_health import RedisHealth
+
+        state = settings.state
+        return RedisHealth(url, on_failure=state.on_failure, timeout_s=state.timeout_s, metrics=metrics)
 
     @staticmethod
     def _cache(settings: Settings, encoder: Encoder | None, metrics: Metrics) -> tuple[CacheStep | None, Any]:
@@ -175,6 +192,8 @@ class Services:
         if self.verifier is not None:
             checks["verifier"] = self.verifier.status()
         checks["auth"] = self.authenticator.status()
+        if self.state_redis is not None:
+            checks["redis"] = self.state_redis.status()
         return checks
 
     async def stop(self, deadline: Deadline | None = None) -> None:

@@ -14,18 +14,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from router.auth_settings import AuthSettings as AuthSettings
+from router.auth_settings import LimitSettings, TierSettings, resolve_auth
 from router.auth_settings import ProxyKey as ProxyKey
-from router.auth_settings import resolve_auth
-from router.config_errors import ConfigFileError, ConfigIssue, leaf_paths, validation_issues
-from router.config_sources import deep_merge, env_overrides, in_file, interpolate, parse_yaml, setting_variables
-from router.errors import ConfigError
+from router.config_errors import ConfigFileError, leaf_paths, validation_issues
+from router.config_sources import deep_merge, env_overrides, in_file, interpolate, read_config, setting_variables
 from router.learning_settings import (
     DraftVerification,
     LabelSettings,
@@ -37,6 +38,7 @@ from router.model_settings import ModelInfo
 from router.observability.settings import LoggingSettings, ReloadSettings, TracingSettings
 from router.paths import resolve_path, resolve_sqlite_url, state_base
 from router.resilience_settings import BreakerSettings, ResilienceSettings, RetrySettings
+from router.shared_state import DatabaseSettings, StateSettings, resolve_shared_names, without_nested_spellings
 from router.spend.settings import SpendSettings, resolve_spend
 
 ProviderKind = Literal["anthropic", "openai"]
@@ -197,7 +199,9 @@ class CacheSettings(_Strict):
     enabled: bool = False
     """Off by default; a cascade rule's `semantic_cache: true` turns it on for that rule alone."""
     mode: Literal["embedded", "redis"] = "embedded"
+    """redis: entries shared by replicas (the default when `state.redis_url` is set; it does not turn the cache on)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Unset: `state.redis_url`, else this default."""
     redis_prefix: str = "cascadeflow:cache"
     directory: str | None = ".cache/semantic"
     similarity_threshold: float | None = Field(None, ge=0.0, le=1.0)
@@ -233,6 +237,14 @@ class Settings(BaseSettings):
     models: list[ModelRoute] = Field(default_factory=list)
     cascade_rules: list[CascadeRule] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    tiers: dict[str, TierSettings] = Field(default_factory=dict)
+    """Rate limits and budgets per tier (`auth.tiers` is the same setting: give one); see router/shared_state.py."""
+    users: dict[str, LimitSettings] = Field(default_factory=dict)
+    """Per user: overrides of the tier's limits and budgets (`auth.users` is the same setting: give one)."""
+    state: StateSettings = Field(default_factory=StateSettings)
+    """The Redis replicas share, and what requests meet while it is down; a nested Redis URL given wins over it."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    """The PostgreSQL replicas share; `auth.store`, `spend.url` or `outcome_log.url` given wins over it."""
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
@@ -255,6 +267,17 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only the given values: `load_settings` applies the environment it is given (os.environ by default)."""
         return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_names(cls, data: Any) -> Any:
+        """`tiers`, `users`, `state` and `database` onto the nested settings they default (router/shared_state.py)."""
+        return resolve_shared_names(data) if isinstance(data, dict) else data
+
+    @model_serializer(mode="wrap")
+    def _dumped_once(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Tiers and users dumped at the top only, so a dump validates again (reloads rebuild settings from one)."""
+        return without_nested_spellings(handler(self))
 
     @model_validator(mode="before")
     @classmethod
@@ -340,18 +363,6 @@ def _with_state_paths(settings: Settings, base: Path, environ: Mapping[str, str]
     })
 
 
-def _read_config(path: str | Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        line = exc.object.count(b"\n", 0, exc.start) + 1
-        column = exc.start - exc.object.rfind(b"\n", 0, exc.start)
-        issue = ConfigIssue(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})", line=line, column=column)
-        raise ConfigFileError([issue], file=str(path)) from exc
-
-
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
                   **overrides: Any) -> Settings:
     """Settings from a YAML file (or defaults) under CASCADEFLOW_* variables and `overrides`, paths resolved."""
@@ -361,8 +372,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     data: dict[str, Any] = {}
     text: str | None = None
     if path is not None:
-        text = _read_config(path)
-        data = parse_yaml(text, env, str(path))
+        text, data = read_config(path, env)
     if not data.get("providers"):
         data["providers"] = interpolate(DEFAULT_PROVIDERS, env, "providers")
     from_environment = env_overrides(env, Settings.model_fields)

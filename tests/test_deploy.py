@@ -229,7 +229,8 @@ def test_replicas_load_the_config_with_shared_state_and_keys_required(where: str
     assert settings.outcome_log.url.startswith("postgresql://") and settings.auth.store == settings.outcome_log.url
     spend = getattr(settings, "spend", None)
     assert spend is None or spend.url == settings.outcome_log.url
-    assert settings.auth.limiter == "redis" and (settings.auth.limiter_redis_url or "").startswith("redis://")
+    assert settings.auth.store == settings.database.url and (settings.state.redis_url or "").startswith("redis://")
+    assert settings.auth.limiter_redis_url == settings.state.redis_url and "standard" in settings.tiers
     assert settings.cache.mode == "redis" and settings.cache.redis_url == settings.auth.limiter_redis_url
     assert settings.providers["anthropic"].api_key is not None
 
@@ -255,7 +256,7 @@ def setting_exists(variable: str) -> bool:
 def test_every_variable_in_the_deployment_files_is_a_setting() -> None:
     found = {name for path in DEPLOY_FILES for name in re.findall(r"\bCASCADEFLOW_[A-Z0-9_]*[A-Z0-9]",
                                                                    path.read_text())}
-    assert {"CASCADEFLOW_AUTH__MODE", "CASCADEFLOW_OUTCOME_LOG__URL", "CASCADEFLOW_AUTH__REDIS_URL"} <= found
+    assert {"CASCADEFLOW_AUTH__MODE", "CASCADEFLOW_DATABASE__URL", "CASCADEFLOW_STATE__REDIS_URL"} <= found
     assert sorted(name for name in found if not setting_exists(name)) == []
     assert not setting_exists("CASCADEFLOW_AUTH__NO_SUCH_KEY") and not setting_exists("CASCADEFLOW_STATEX")
 

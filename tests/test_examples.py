@@ -88,5 +88,9 @@ def test_local_models_match_what_local_models_serve_runs() -> None:
 def test_team_has_proxy_keys_redis_and_postgres() -> None:
     settings = load("team.yaml")
     assert len(settings.auth.keys) >= 2 and not is_loopback(settings.server.host)
-    assert settings.cache.mode == "redis" and settings.cache.redis_url.startswith("redis://")
+    assert settings.cache.mode == "redis" and settings.cache.redis_url == settings.state.redis_url
+    assert settings.auth.limiter_redis_url == settings.state.redis_url and settings.auth.admin_keys
+    assert (settings.state.redis_url or "").startswith("redis://") and settings.state.on_failure == "open"
     assert settings.outcome_log.url.startswith("postgresql://")
+    assert settings.auth.store == settings.spend.url == settings.outcome_log.url == settings.database.url
+    assert settings.auth.tiers["pro"].daily_budget_usd == 20 and settings.auth.users["alice"].daily_budget_usd == 5

@@ -16,19 +16,11 @@ import orjson
 
 from router.auth_keys.limits import Decision, Limiter, Scope, Ticket, Window
 from router.budgets.core import BudgetScope, Hold
-from router.errors import ProxyError
 from router.protocol.tokens import estimate_input_tokens
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, Principal, StreamAnswer
 
 if TYPE_CHECKING:
     from router.ledger import LedgerEntry
-
-
-class KeyStoreUnavailableError(ProxyError):
-    """The key store could not be read, so a key that is not in the config cannot be checked."""
-
-    status = 503
-    kind = "api_error"
 
 
 @dataclass

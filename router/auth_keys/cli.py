@@ -62,7 +62,7 @@ def _create(args: argparse.Namespace) -> int:
     tier = args.tier or settings.auth.default_tier
     if tier is not None and tier not in settings.auth.tiers:
         known = ", ".join(sorted(settings.auth.tiers)) or "none configured"
-        print(f"cascadeflow: unknown tier {tier!r} (auth.tiers: {known})", file=sys.stderr)
+        print(f"cascadeflow: unknown tier {tier!r} (tiers: {known})", file=sys.stderr)
         return 2
     key, record = new_key(args.user, tier=tier, rpm=args.rpm, tpm=args.tpm, max_concurrent=args.max_concurrent,
                           daily_budget_usd=args.daily_budget_usd, monthly_budget_usd=args.monthly_budget_usd,
@@ -138,7 +138,7 @@ def add_keys_commands(commands: Any) -> None:
 
     create = keys.add_parser("create", help="make a key in the key store; it is printed once, on stdout")
     create.add_argument("--user", required=True, help="the user the key belongs to (required; no default)")
-    create.add_argument("--tier", help="a tier of auth.tiers whose limits hold for the user (default: "
+    create.add_argument("--tier", help="a tier of `tiers` whose limits hold for the user (default: "
                         "auth.default_tier, else none)")
     create.add_argument("--rpm", type=_positive, help="requests per minute of this key (default: unset: no key limit)")
     create.add_argument("--tpm", type=_positive, help="tokens per minute of this key (default: unset: no key limit)")

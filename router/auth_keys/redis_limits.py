@@ -3,12 +3,12 @@ atomic Lua script (on Redis's own clock), so N replicas together admit exactly t
 
 Counters are `<prefix>:rl:<scope>:<requests|tokens>` (a TAT in ms, expiring when whole again) and concurrency
 slots `<prefix>:cc:<scope>` (a sorted set of leases, each expiring after LEASE_TTL_MS should its replica die).
-When Redis cannot be reached the replica falls back to its own counters (logged once per outage).
+When Redis cannot be reached (every call is bounded by `state.timeout_s`; router/storage/redis_health.py) the
+replica falls back to its own counters, or with `state.on_failure: closed` refuses the request with a 503.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +27,8 @@ from router.auth_keys.limits import (
     tightest,
     too_large,
 )
-from router.storage.redis_counters import REDIS_FAILURES, RedisCounters
-
-logger = logging.getLogger("router.auth_keys")
-TIMEOUT_S = 0.5
+from router.storage.redis_counters import RedisCounters
+from router.storage.redis_health import RedisHealth, StateUnavailable
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -107,8 +105,12 @@ return 1
 class RedisLimiter(RedisCounters):
     """Counters in Redis, shared by every replica that uses the same URL and prefix."""
 
-    def __init__(self, url: str, prefix: str, *, fallback: MemoryLimiter | None = None) -> None:
-        super().__init__(url, prefix, {"acquire": ACQUIRE, "adjust": ADJUST}, TIMEOUT_S)
+    dependency = "rate_limiter"
+    refusal = "rate limits cannot be checked: the shared state's Redis is unavailable"
+
+    def __init__(self, url: str, prefix: str, *, fallback: MemoryLimiter | None = None,
+                 health: RedisHealth | None = None) -> None:
+        super().__init__(url, prefix, {"acquire": ACQUIRE, "adjust": ADJUST}, health)
         self.fallback = fallback or MemoryLimiter()
 
     def rate_key(self, scope: str, metric: Metric) -> str:
@@ -119,15 +121,9 @@ class RedisLimiter(RedisCounters):
         """The Redis key of one scope's concurrency leases."""
         return f"{self.prefix}:cc:{scope}"
 
-    def _failed(self, exc: Exception) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.healthy:
-            logger.warning("Redis unavailable: rate limits are counted per replica until it returns: %s",
-                           self.last_error)
-        self.healthy = False
-
     async def acquire(self, scopes: Sequence[Scope], tokens: int) -> Decision:
-        """Admit or refuse in one script; this replica's own counters decide while Redis is away."""
+        """Admit or refuse in one script; while Redis is away this replica's own counters decide (or, closed,
+        DependencyUnavailableError)."""
         refused = too_large(scopes, tokens)
         if refused is not None:
             return refused
@@ -140,13 +136,12 @@ class RedisLimiter(RedisCounters):
             args += [counter.limit, counter.cost]
         args += [scope.limits.max_concurrent or 0 for scope in capped]
         try:
-            reply = await self._script("acquire")(keys=keys, args=args)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+            reply = await self._run(lambda: self._script("acquire")(keys=keys, args=args))
+        except StateUnavailable as exc:
+            refusal = self._unavailable()
+            if refusal is not None:
+                raise refusal from exc
             return self.fallback.acquire_now(scopes, tokens)
-        if not self.healthy:
-            logger.info("Redis reachable again: rate limits are shared by every replica")
-        self.healthy = True
         return _decision(reply, rates, capped, ticket)
 
     def adjust(self, ticket: Ticket, delta: int) -> None:
@@ -156,27 +151,18 @@ class RedisLimiter(RedisCounters):
         args: list[int | float] = [MINUTE_MS]
         for scope in scopes:
             args += [scope.limits.tpm or 1, delta]
-        self._spawn(self._settle(keys, args))
+        self._spawn(self._in_background(lambda: self._script("adjust")(keys=keys, args=args)))
 
     def release(self, ticket: Ticket) -> None:
         """Give the leases back in the background."""
         keys = [self.slots_key(scope.name) for scope in ticket.scopes if scope.limits.max_concurrent is not None]
-        self._spawn(self._release(keys, ticket.lease))
-
-    async def _settle(self, keys: list[str], args: list[int | float]) -> None:
-        try:
-            await self._script("adjust")(keys=keys, args=args)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+        self._spawn(self._in_background(lambda: self._release(keys, ticket.lease)))
 
     async def _release(self, keys: list[str], lease: str) -> None:
-        try:
-            async with self._redis().pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.zrem(key, lease)
-                await pipe.execute()
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrem(key, lease)
+            await pipe.execute()
 
 
 def _decision(reply: Sequence[Any], rates: list[Counter], capped: list[Scope], ticket: Ticket) -> Decision:

@@ -4,13 +4,14 @@ Per scope: `<prefix>:budget:spent:<scope>:<d:YYYY-MM-DD|m:YYYY-MM>` (USD as a fl
 after its period), `<prefix>:budget:held:<scope>` (a hash lease → USD held) and `<prefix>:budget:leases:<scope>`
 (a sorted set lease → expiry, so the hold of a replica that died mid-request frees itself after HOLD_TTL_MS).
 Holds are settled in the background (the record step cannot wait); this process's own counters mirror every
-settlement, and decide alone while Redis cannot be reached (logged once per outage): then the budget holds per
-replica, and spend settled during the outage is not added to the shared counters.
+settlement, and decide alone while Redis cannot be reached (every call is bounded by `state.timeout_s`, an outage
+is logged once: router/storage/redis_health.py): then the budget holds per replica, and spend settled during the
+outage is not added to the shared counters. With `state.on_failure: closed` a request is refused with a 503
+instead.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +27,9 @@ from router.budgets.core import (
     RefusalReason,
     SpentTotal,
 )
-from router.storage.redis_counters import REDIS_FAILURES, RedisCounters
+from router.storage.redis_counters import RedisCounters
+from router.storage.redis_health import RedisHealth, StateUnavailable
 
-logger = logging.getLogger("router.budgets")
-TIMEOUT_S = 0.5
 HOLD_TTL_MS = 30 * 60_000
 
 RESERVE = """
@@ -91,8 +91,12 @@ return 1
 class RedisBudgets(RedisCounters):
     """Budget counters in Redis, shared by every replica that uses the same URL and prefix."""
 
-    def __init__(self, url: str, prefix: str, *, local: MemoryBudgets | None = None) -> None:
-        super().__init__(url, prefix, {"reserve": RESERVE, "settle": SETTLE}, TIMEOUT_S)
+    dependency = "budgets"
+    refusal = "budgets cannot be checked: the shared state's Redis is unavailable"
+
+    def __init__(self, url: str, prefix: str, *, local: MemoryBudgets | None = None,
+                 health: RedisHealth | None = None) -> None:
+        super().__init__(url, prefix, {"reserve": RESERVE, "settle": SETTLE}, health)
         self.local = local or MemoryBudgets()
 
     def spent_key(self, scope: str, period: str) -> str:
@@ -106,28 +110,21 @@ class RedisBudgets(RedisCounters):
             keys += [f"{self.prefix}:budget:held:{scope.name}", f"{self.prefix}:budget:leases:{scope.name}"]
         return keys
 
-    def _failed(self, exc: Exception) -> None:
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.healthy:
-            logger.warning("Redis unavailable: budgets are counted per replica until it returns: %s",
-                           self.last_error)
-        self.healthy = False
-
     async def reserve(self, scopes: Sequence[BudgetScope], amount_usd: float, periods: Periods) -> BudgetDecision:
-        """Admit or refuse in one script; this replica's own counters decide while Redis is away."""
+        """Admit or refuse in one script; while Redis is away this replica's own counters decide (or, closed,
+        DependencyUnavailableError)."""
         hold = Hold(self, scopes, amount_usd, periods)
         args: list[int | float | str] = [len(scopes), hold.lease, repr(amount_usd), HOLD_TTL_MS]
         for scope in scopes:
             args += [-1 if limit is None else limit for limit in (scope.limits.daily_usd, scope.limits.monthly_usd)]
+        keys = self._keys(scopes, periods)
         try:
-            self._redis()
-            reply = await self._script("reserve")(keys=self._keys(scopes, periods), args=args)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+            reply = await self._run(lambda: self._script("reserve")(keys=keys, args=args))
+        except StateUnavailable as exc:
+            refusal = self._unavailable()
+            if refusal is not None:
+                raise refusal from exc
             return self.local.reserve_now(scopes, amount_usd, periods)
-        if not self.healthy:
-            logger.info("Redis reachable again: budgets are shared by every replica")
-        self.healthy = True
         if int(reply[0]) == 0:
             return BudgetDecision(hold=hold)
         scope, period = scopes[int(reply[0]) - 1], PERIODS[int(reply[1]) - 1]
@@ -143,13 +140,8 @@ class RedisBudgets(RedisCounters):
         periods = hold.periods
         args: list[str | int] = [hold.lease, repr(actual_usd), int((periods.day_ends_at + GRACE_S) * 1000),
                                  int((periods.month_ends_at + GRACE_S) * 1000)]
-        self._spawn(self._settle_in_redis(self._keys(hold.scopes, periods), args))
-
-    async def _settle_in_redis(self, keys: list[str], args: list[str | int]) -> None:
-        try:
-            await self._script("settle")(keys=keys, args=args)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+        keys = self._keys(hold.scopes, periods)
+        self._spawn(self._in_background(lambda: self._script("settle")(keys=keys, args=args)))
 
     async def seed(self, totals: Sequence[SpentTotal], periods: Periods) -> None:
         """Start the shared counters that do not exist (a fresh Redis) from the persisted spend, and this
@@ -159,14 +151,15 @@ class RedisBudgets(RedisCounters):
         wanted = [total for total in totals if total.period in current]
         if not wanted:
             return
-        try:
+
+        async def start_counters() -> None:
             async with self._redis().pipeline(transaction=False) as pipe:
                 for total in wanted:
                     pipe.set(self.spent_key(total.scope, total.period), repr(total.usd), nx=True,
                              pxat=int((current[total.period] + GRACE_S) * 1000))
                 await pipe.execute()
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
+
+        await self._in_background(start_counters)
 
 
 def _text(value: Any) -> str:

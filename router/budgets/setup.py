@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from router.budgets.admission import Budgets, SpendHistory
 from router.budgets.core import BudgetCounters, MemoryBudgets
 from router.budgets.estimate import CostEstimator
@@ -10,11 +12,15 @@ from router.metrics import Metrics
 from router.providers.registry import ProviderRegistry
 from router.settings import Settings
 
+if TYPE_CHECKING:
+    from router.storage.redis_health import RedisHealth
+
 
 def build_budgets(settings: Settings, registry: ProviderRegistry, prices: PriceBook, metrics: Metrics,
-                  history: SpendHistory | None = None) -> Budgets:
-    """Budgets counted in Redis when the rate limiter's counters are (shared by every replica), else in this
-    process; started from the persisted spend when there is a ledger to read."""
+                  history: SpendHistory | None = None, health: RedisHealth | None = None) -> Budgets:
+    """Budgets counted in Redis when the rate limiter's counters are (shared by every replica; `health`, the
+    limiter's too, bounds and judges the calls), else in this process; started from the persisted spend when
+    there is a ledger to read."""
     auth = settings.auth
     url = auth.limiter_redis_url
     counters: BudgetCounters
@@ -23,6 +29,6 @@ def build_budgets(settings: Settings, registry: ProviderRegistry, prices: PriceB
     else:
         from router.budgets.redis_budgets import RedisBudgets
 
-        counters = RedisBudgets(url, auth.redis_prefix)
+        counters = RedisBudgets(url, auth.redis_prefix, health=health)
     estimator = CostEstimator(prices, registry, settings.cascade_rules, settings.model_info)
     return Budgets(counters, estimator, metrics, history=history)

@@ -26,9 +26,9 @@ class SpendSettings(BaseModel):
 
     enabled: bool = True
     url: str | None = None
-    """sqlite:///path or postgresql://... Unset (in a loaded config): the outcome log's PostgreSQL database, else
-    the key store's, else sqlite:///var/spend.sqlite under the data directory; unset in settings built without
-    `load_settings`: nothing is persisted (budgets still count in memory)."""
+    """sqlite:///path or postgresql://... Unset: `database.url`; else, in a loaded config, the outcome log's
+    PostgreSQL database, else the key store's, else sqlite:///var/spend.sqlite under the data directory; unset in
+    settings built without `load_settings`: nothing is persisted (budgets still count in memory)."""
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(256, ge=1)
     flush_interval_ms: float = Field(200.0, ge=1.0)

@@ -1,38 +1,50 @@
-"""What the Redis-backed rate limiter and budgets share: a lazily opened client with its Lua scripts, writes
-that run in the background (a request never waits for a settlement), and draining them at shutdown."""
+"""What the Redis-backed rate limiter and budgets share: a lazily opened client with its Lua scripts, every call
+bounded and judged by one `RedisHealth` (router/storage/redis_health.py), writes that run in the background (a
+request never waits for a settlement), and draining them at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from router.errors import DependencyUnavailableError
+from router.storage.redis_health import RedisHealth, StateUnavailable
 
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
-"""What a Redis call raises when Redis is away: the caller falls back to its in-process counters."""
+T = TypeVar("T")
 
 
 class RedisCounters:
     """The client (opened on first use, its scripts registered) and the background writes of one replica."""
 
-    def __init__(self, url: str, prefix: str, scripts: dict[str, str], timeout_s: float) -> None:
+    dependency = "redis"
+    """The metric label of this user of Redis (`cascadeflow_dependency_errors_total{dependency}`)."""
+    refusal = "the shared state (Redis) cannot be read"
+    """What a closed-mode 503 says is down."""
+
+    def __init__(self, url: str, prefix: str, scripts: dict[str, str], health: RedisHealth | None = None) -> None:
         self.url = url
         self.prefix = prefix
-        self.healthy = True
-        self.last_error: str | None = None
+        self.health = health or RedisHealth(url)
         self._sources = scripts
-        self._timeout_s = timeout_s
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def healthy(self) -> bool:
+        """Whether Redis answered the last call (or a probe since)."""
+        return self.health.healthy
+
+    @property
+    def last_error(self) -> str | None:
+        """The last failure, for /ready and the logs."""
+        return self.health.last_error
+
     def _redis(self) -> Any:
         """The client, opened (and the scripts registered) on first use."""
         if self._client is None:
-            self._client = aioredis.from_url(self.url, socket_timeout=self._timeout_s,
-                                             socket_connect_timeout=self._timeout_s)
+            self._client = self.health.client()
             self._scripts = {name: self._client.register_script(source) for name, source in self._sources.items()}
         return self._client
 
@@ -41,10 +53,29 @@ class RedisCounters:
         self._redis()
         return self._scripts[name]
 
+    async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """One call within the health's bound; StateUnavailable when Redis cannot serve it."""
+        return await self.health.run(self.dependency, work)
+
+    def _unavailable(self) -> DependencyUnavailableError | None:
+        """The 503 of a request that needs Redis while it is down, when the config says to refuse
+        (`state.on_failure: closed`); None when this replica's own counters decide instead."""
+        if not self.health.refuses:
+            return None
+        return DependencyUnavailableError(f"{self.refusal}; refused rather than served unchecked "
+                                          "(state.on_failure: closed): retry shortly", dependency=self.dependency)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _in_background(self, work: Callable[[], Awaitable[object]]) -> None:
+        """A background write: bounded like the others; a failure is counted and logged by the health."""
+        try:
+            await self._run(work)
+        except StateUnavailable:
+            pass
 
     async def drain(self) -> None:
         """Wait for the background writes in flight."""
@@ -52,8 +83,9 @@ class RedisCounters:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
-        """Finish the background writes and close the connection pool."""
+        """Finish the background writes, close the connection pool and stop probing."""
         await self.drain()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        await self.health.close()
