@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,10 @@ from router.scoring.evidence import VERIFIER_FEATURE_NAMES, VERIFIER_FEATURES_VE
 from router.storage import open_outcome_log
 from router.storage.records import COLUMNS, STORED_COLUMNS, OutcomeRecord, to_row
 from tests.learned.support import RULES, wait_for
-from tests.storage.conftest import postgres_database, settings_for
+from tests.storage.conftest import settings_for
 from tests.support import ProxyFactory, marker, proxy_settings
 
 WEAK = "[[weak:claude-haiku-4-5]]"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty outcome log on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/outcomes.sqlite"
-    else:
-        yield from postgres_database()
 
 
 def answer(text: str, stop: str = "end_turn", tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
