@@ -64,7 +64,7 @@ def write_data(path: Path, rows: int = 400, seed: int = 0) -> Path:
         for index in range(rows):
             good = rng.random() < 0.6
             text = RIGHT if good else WRONG
-            if rng.random() < 0.1:  # some noise, so calibration has something to do
+            if rng.random() < 0.05:  # some noise, so calibration has something to do (and the served-worse cap holds)
                 text = WRONG if good else RIGHT
             handle.write(json.dumps({"id": f"synthetic/{index}", "source": "synthetic", "prompt": f"Q{index}: 12+30?",
                                      "draft_response": text, "draft_good_enough": int(good)}) + "\n")
