@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from typing import Any
 
 from router.types import JSONObject
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
+_WRITTEN_CALL = re.compile(r'\{\s*"name"\s*:')
+_WRITTEN_CALLS_READ = 50
+"""At most this many places where a written call may start are parsed (each parse may read to the text's end)."""
+_JSON = json.JSONDecoder()
 
 
 def words(text: str) -> list[str]:
@@ -84,6 +90,27 @@ def request_tools(request: JSONObject) -> dict[str, JSONObject]:
     if not isinstance(tools, list):
         return {}
     return {t["name"]: t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
+def written_tool_calls(answer: JSONObject, tools: dict[str, JSONObject]) -> list[str]:
+    """The request tools the answer's text calls in writing instead of with ``tool_use`` blocks: a JSON object
+    ``{"name": <a request tool>, "arguments": {...}}`` (or ``"parameters"``), bare or in a code fence or
+    ``<tool_call>`` tags. Small local models (Qwen2.5-Coder) write their calls so, and llama.cpp then passes them
+    on as plain text."""
+    text, end = answer_text(answer), 0
+    names: list[str] = []
+    for found in itertools.islice(_WRITTEN_CALL.finditer(text), _WRITTEN_CALLS_READ):
+        if found.start() < end:
+            continue  # inside a call already read
+        try:
+            value, end = _JSON.raw_decode(text, found.start())
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+            continue
+        name = value.get("name") if isinstance(value, dict) else None
+        arguments = value.get("arguments", value.get("parameters")) if isinstance(value, dict) else None
+        if isinstance(name, str) and name in tools and isinstance(arguments, dict | str):
+            names.append(name)
+    return names
 
 
 def tool_choice(request: JSONObject) -> tuple[str | None, str | None]:

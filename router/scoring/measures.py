@@ -23,6 +23,7 @@ from router.scoring.extract import (
     tool_choice,
     tool_uses,
     words,
+    written_tool_calls,
 )
 from router.scoring.schemas import compile_schema, schema_errors, validation_errors
 from router.scoring.types import Component, DraftEvidence, clamp01
@@ -263,11 +264,16 @@ def structured_output(evidence: DraftEvidence, weight: float = 1.0) -> Component
 
 
 def tool_calls(evidence: DraftEvidence, weight: float = 1.0) -> Component | None:
-    """Each tool call must name a request tool and its input must validate against that tool's input_schema."""
-    calls = tool_uses(evidence.answer)
+    """Each tool call must name a request tool and its input must validate against that tool's input_schema; a
+    call written as text (JSON naming a request tool) is not made, so it fails too."""
+    calls, tools = tool_uses(evidence.answer), request_tools(evidence.request)
     if not calls:
+        written = written_tool_calls(evidence.answer, tools) if tools else []
+        if written:
+            calls_of = f"{len(written)} calls" if len(written) > 1 else "a call"
+            return Component("tool_calls", 0.0, weight,
+                             f"{calls_of} of {', '.join(dict.fromkeys(written))} written as text, not made", fatal=True)
         return None
-    tools = request_tools(evidence.request)
     problems: list[str] = []
     for call in calls:
         name = call.get("name")
