@@ -20,6 +20,9 @@ from typing import Any
 from router.local.catalog import LOOPBACK
 
 READY_PREFIX = "cascadeflow-local-model listening "
+DEFAULT_TEMPERATURE = 0.0
+"""The temperature of a request that sets none: greedy, as the local drafts the verifier was trained on
+(training/local_data.py), instead of llama.cpp's 0.8. Claude Code sets none (it asks for adaptive thinking)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--cache-ram-mib", type=int, default=2048)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help="sampling temperature of requests that set none")
     return parser
 
 
@@ -48,6 +53,7 @@ def server_params(xllamacpp: Any, args: argparse.Namespace) -> Any:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.cache_ram_mib = args.cache_ram_mib
+    params.sampling.temp = args.temperature
     params.ui = False
     return params
 

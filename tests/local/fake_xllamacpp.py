@@ -14,6 +14,7 @@ class CommonParams:
         self.model = types.SimpleNamespace(path="")
         self.cpuparams = types.SimpleNamespace(n_threads=-1)
         self.cpuparams_batch = types.SimpleNamespace(n_threads=-1)
+        self.sampling = types.SimpleNamespace(temp=0.8)
         self.hostnames, self.port, self.model_alias = ["127.0.0.1"], 0, set()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -36,7 +37,8 @@ class Server:
         self._httpd = http.server.ThreadingHTTPServer((host, params.port), _Handler)
         self._httpd.echo = {"status": "ok", "model": params.model.path, "alias": sorted(params.model_alias),
                             "hosts": params.hostnames, "n_ctx": params.n_ctx, "threads": params.cpuparams.n_threads,
-                            "parallel": params.n_parallel, "kv_unified": params.kv_unified}
+                            "parallel": params.n_parallel, "kv_unified": params.kv_unified,
+                            "temperature": params.sampling.temp}
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
     @property

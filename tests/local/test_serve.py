@@ -84,6 +84,7 @@ def test_models_are_served_on_loopback_and_stopped_on_exit(fake_server: Path, tm
         answer = health(first.root_url)
         assert answer["alias"] == ["smollm2-135m"] and answer["hosts"] == [LOOPBACK]
         assert (answer["n_ctx"], answer["threads"], answer["parallel"], answer["kv_unified"]) == (4096, 1, 2, True)
+        assert answer["temperature"] == 0.0, "greedy when a request sets no temperature, as the drafts trained on"
         assert answer["model"] == str(fake_server / "SmolLM2-135M-Instruct.Q4_1.gguf")
         processes = [server.process for server in servers.values()]
     assert all(process.returncode is not None for process in processes)
