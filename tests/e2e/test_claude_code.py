@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ def claude_binary() -> str | None:
     return shutil.which("claude")
 
 
-@pytest.fixture(scope="module")
-def claude() -> str:
+def required_claude() -> str:
+    """The Claude Code CLI; skips the test without it, unless CASCADEFLOW_REQUIRE_E2E=1 makes that a failure."""
     binary = claude_binary()
     if binary is None:
         if os.environ.get("CASCADEFLOW_REQUIRE_E2E") == "1":
@@ -34,7 +35,15 @@ def claude() -> str:
     return binary
 
 
-def run_claude(binary: str, base_url: str, prompt: str, workdir: Path, home: Path) -> dict[str, object]:
+@pytest.fixture(scope="module")
+def claude() -> str:
+    return required_claude()
+
+
+def run_claude(binary: str, base_url: str, prompt: str, workdir: Path, home: Path, *extra_args: str,
+               timeout_s: float = 180, environment: Mapping[str, str] | None = None) -> dict[str, object]:
+    """`claude -p` through the proxy at `base_url` (Read allowed, JSON output, `extra_args` after; `environment`
+    added to its variables), its result."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -44,10 +53,11 @@ def run_claude(binary: str, base_url: str, prompt: str, workdir: Path, home: Pat
         "DISABLE_TELEMETRY": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CI": "true",
+        **(environment or {}),
     }
     result = subprocess.run(
-        [binary, "-p", prompt, "--allowedTools", "Read", "--output-format", "json"],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        [binary, "-p", prompt, "--allowedTools", "Read", "--output-format", "json", *extra_args],
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s,
     )
     assert result.returncode == 0, f"claude failed: {result.stdout[-2000:]} {result.stderr[-2000:]}"
     output: dict[str, object] = json.loads(result.stdout)
