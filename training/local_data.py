@@ -98,13 +98,15 @@ def hub_answer(text: str) -> dict[str, Any]:
     return {"type": "message", "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
 
 
-def label(args: argparse.Namespace, client: httpx.Client, question: Question) -> dict[str, Any]:
-    """One labelled row: the draft (with samples) and the strong model on one question."""
+def label(args: argparse.Namespace, client: httpx.Client, question: Question,
+          known_strong: dict[str, Reply] | None = None) -> dict[str, Any]:
+    """One labelled row: the draft (with samples) and the strong model on one question (its answer from
+    `known_strong` when there)."""
     draft = ask(client, args.draft_url, args.draft_model, question.text, temperature=0.0, logprobs=True,
                 max_tokens=args.max_tokens)
     samples = [ask(client, args.draft_url, args.draft_model, question.text, temperature=args.temperature,
                    logprobs=False, max_tokens=args.max_tokens) for _ in range(args.samples - 1)]
-    strong = args.strong_answers.get(question.id) or ask(
+    strong = (known_strong or {}).get(question.id) or ask(
         client, args.strong_url, args.strong_model, question.text, temperature=0.0, logprobs=False,
         max_tokens=args.max_tokens)
     request = {"messages": [{"role": "user", "content": question.text}]}
@@ -136,7 +138,7 @@ def strong_answers(path: Path | None, strong_model: str) -> dict[str, Reply]:
 
 def run(args: argparse.Namespace) -> int:
     """Label every question not yet in the output; returns how many were added."""
-    args.strong_answers = strong_answers(args.strong_from, args.strong_model)
+    known_strong = strong_answers(args.strong_from, args.strong_model)
     done = set()
     if args.out.exists():
         done = {json.loads(line)["id"] for line in args.out.read_text(encoding="utf-8").splitlines() if line}
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         for question in questions(args.short, args.gsm8k_file, args.gsm8k):
             if question.id in done:
                 continue
-            row = label(args, client, question)
+            row = label(args, client, question, known_strong)
             out.write(json.dumps(row) + "\n")
             out.flush()
             added += 1

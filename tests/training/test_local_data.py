@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from router.replay.runner import BackgroundServer
-from training.local_data import Question, is_right
+from training.local_data import Question, is_right, strong_answers
 from training.local_data import main as label_local
 
 
@@ -33,3 +33,13 @@ def test_a_run_writes_labelled_rows_and_resumes(upstream: BackgroundServer, tmp_
         "labelled by the gold answer alone: a wrong draft is wrong even where the strong model is wrong too"
     assert rows[0]["draft_agreement"] == 1.0 and rows[0]["draft_response"] == "The answer is 42."
     assert label_local(common) == 0, "questions already labelled are skipped"
+
+
+def test_strong_answers_are_reused_only_from_the_same_strong_model(tmp_path: Path) -> None:
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "short/1", "strong_model": "qwen2.5-coder-1.5b", "strong_response": "42"},
+        {"id": "short/2", "strong_model": "another-model", "strong_response": "7"}]) + "\n")
+    known = strong_answers(data, "qwen2.5-coder-1.5b")
+    assert list(known) == ["short/1"] and known["short/1"].text == "42"
+    assert strong_answers(None, "qwen2.5-coder-1.5b") == {}
