@@ -28,7 +28,7 @@ from router.auth_keys.limits import (
     too_large,
 )
 from router.storage.redis_counters import RedisCounters
-from router.storage.redis_health import RedisHealth, StateUnavailable
+from router.storage.redis_health import RedisHealth
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -135,12 +135,8 @@ class RedisLimiter(RedisCounters):
         for counter in rates:
             args += [counter.limit, counter.cost]
         args += [scope.limits.max_concurrent or 0 for scope in capped]
-        try:
-            reply = await self._run(lambda: self._script("acquire")(keys=keys, args=args))
-        except StateUnavailable as exc:
-            refusal = self._unavailable()
-            if refusal is not None:
-                raise refusal from exc
+        reply = await self._decide(lambda: self._script("acquire")(keys=keys, args=args))
+        if reply is None:
             return self.fallback.acquire_now(scopes, tokens)
         return _decision(reply, rates, capped, ticket)
 

@@ -28,7 +28,7 @@ from router.budgets.core import (
     SpentTotal,
 )
 from router.storage.redis_counters import RedisCounters
-from router.storage.redis_health import RedisHealth, StateUnavailable
+from router.storage.redis_health import RedisHealth
 
 HOLD_TTL_MS = 30 * 60_000
 
@@ -118,12 +118,8 @@ class RedisBudgets(RedisCounters):
         for scope in scopes:
             args += [-1 if limit is None else limit for limit in (scope.limits.daily_usd, scope.limits.monthly_usd)]
         keys = self._keys(scopes, periods)
-        try:
-            reply = await self._run(lambda: self._script("reserve")(keys=keys, args=args))
-        except StateUnavailable as exc:
-            refusal = self._unavailable()
-            if refusal is not None:
-                raise refusal from exc
+        reply = await self._decide(lambda: self._script("reserve")(keys=keys, args=args))
+        if reply is None:
             return self.local.reserve_now(scopes, amount_usd, periods)
         if int(reply[0]) == 0:
             return BudgetDecision(hold=hold)

@@ -57,13 +57,17 @@ class RedisCounters:
         """One call within the health's bound; StateUnavailable when Redis cannot serve it."""
         return await self.health.run(self.dependency, work)
 
-    def _unavailable(self) -> DependencyUnavailableError | None:
-        """The 503 of a request that needs Redis while it is down, when the config says to refuse
-        (`state.on_failure: closed`); None when this replica's own counters decide instead."""
-        if not self.health.refuses:
-            return None
-        return DependencyUnavailableError(f"{self.refusal}; refused rather than served unchecked "
-                                          "(state.on_failure: closed): retry shortly", dependency=self.dependency)
+    async def _decide(self, work: Callable[[], Awaitable[T]]) -> T | None:
+        """A call a request's admission waits for: its reply, or None while Redis is down (this replica's own
+        counters decide then), or with `state.on_failure: closed` the request's 503 (DependencyUnavailableError)."""
+        try:
+            return await self._run(work)
+        except StateUnavailable as exc:
+            if not self.health.refuses:
+                return None
+            raise DependencyUnavailableError(f"{self.refusal}; refused rather than served unchecked "
+                                             "(state.on_failure: closed): retry shortly",
+                                             dependency=self.dependency) from exc
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
