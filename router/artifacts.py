@@ -30,12 +30,15 @@ from router.policy.classifier import (
 logger = logging.getLogger("router.artifacts")
 
 
-def single_threaded_openmp() -> None:
-    """One row at a time, OpenMP's thread team costs more than it saves (measured: 31 ms -> 10 ms a router
-    prediction on two cores), and it would compete with the encoder's threads. A worker thread's initializer."""
+def single_threaded_math() -> None:
+    """A few rows at a time, a math library's thread team costs more than it saves and competes with the encoder's
+    threads: OpenMP's took a router prediction from 10 to 31 ms on two cores, and OpenBLAS's the k-NN vote's product
+    with the training vectors from 0.8 to 16 ms under load. A worker thread's initializer (OpenBLAS's limit is the
+    process's)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="openmp")
+    threadpool_limits(1, user_api="blas")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
+from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_math
 from router.assets import models_dir_of
 from router.batching import MicroBatcher
 from router.learning_settings import LearnedRouterSettings
@@ -73,7 +73,7 @@ class LearnedRouter:
         self._watcher = ArtifactWatcher(spec, ArtifactSource.of(settings), metrics,
                                         lambda artifact: f" (skip threshold {self.skip_threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-predict",
-                                            initializer=single_threaded_openmp)
+                                            initializer=single_threaded_math)
         self._batcher: MicroBatcher[_Query, Prediction] = MicroBatcher(self._predict_batch, self._executor)
 
     def reconfigure(self, settings: LearnedRouterSettings) -> None:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_openmp
+from router.artifacts import ArtifactSource, ArtifactSpec, ArtifactWatcher, single_threaded_math
 from router.learning_settings import VerifierSettings
 from router.metrics import Metrics
 from router.policy.classifier import RouterArtifact
@@ -36,7 +36,7 @@ class Verifier:
         self._watcher = ArtifactWatcher(VERIFIER_SPEC, ArtifactSource.of(settings), metrics,
                                         lambda artifact: f" (accept threshold {self.threshold_of(artifact)})")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verifier",
-                                            initializer=single_threaded_openmp)
+                                            initializer=single_threaded_math)
 
     def reconfigure(self, settings: VerifierSettings) -> None:
         """Judge with reloaded settings (the accept threshold; the artifact's source needs a restart)."""
