@@ -96,20 +96,11 @@ class Authenticator:
         policy = self.policy
         if policy in ("pass_through", "open"):
             return _pass_through(headers, keys)
-        view, usable = self.directory.view, self.directory.usable
+        usable = self.directory.usable
         for key in keys:
-            digest = hash_key(key)
-            configured = self._configured.get(digest)
-            if configured is not None:
-                return self._principal(configured.key_id, configured.user, configured.tier, configured,
-                                       configured.admin or digest in self._admins)
-            if not usable:  # never read, or unreadable with state.on_failure: closed
-                continue
-            stored = view.active.get(digest)
-            if stored is not None:
-                return self._stored_principal(stored, digest in self._admins)
-            if digest in view.revoked:
-                raise AuthenticationError("API key revoked")
+            principal = self._keyed(hash_key(key))
+            if principal is not None:
+                return principal
         if policy == "hybrid" and keys and not any(looks_like_proxy_key(key) for key in keys):
             return _pass_through(headers, keys, own_key_only=True)  # a provider's own key, forwarded, never ours
         if not keys:
@@ -118,6 +109,35 @@ class Authenticator:
             raise KeyStoreUnavailableError("the key store cannot be read, so a key that is not in the config cannot "
                                            "be checked; retry shortly")
         raise AuthenticationError("invalid API key")
+
+    async def identify_digest(self, digest: str) -> Principal:
+        """The keyed caller whose key has this SHA-256 digest (a dashboard session's), against a view of the key
+        store at most `auth.refresh_interval_s` old; AuthenticationError once the key is revoked or gone."""
+        await self.directory.refresh()
+        principal = self._keyed(digest) if self.mode == "proxy_key" else None
+        if principal is not None:
+            return principal
+        if self.mode == "proxy_key" and not self.directory.usable:
+            raise KeyStoreUnavailableError("the key store cannot be read, so this session's key cannot be checked; "
+                                           "retry shortly")
+        raise AuthenticationError("the key of this session is no longer valid: sign in again")
+
+    def _keyed(self, digest: str) -> KeyPrincipal | None:
+        """The caller whose key has this digest: in the config, else in the key store's view (when usable); None
+        when unknown; AuthenticationError when revoked."""
+        configured = self._configured.get(digest)
+        if configured is not None:
+            return self._principal(configured.key_id, configured.user, configured.tier, configured,
+                                   configured.admin or digest in self._admins)
+        if not self.directory.usable:  # never read, or unreadable with state.on_failure: closed
+            return None
+        view = self.directory.view
+        stored = view.active.get(digest)
+        if stored is not None:
+            return self._stored_principal(stored, digest in self._admins)
+        if digest in view.revoked:
+            raise AuthenticationError("API key revoked")
+        return None
 
     def _stored_principal(self, key: StoredKey, admin: bool) -> KeyPrincipal:
         own = LimitSettings.model_construct(rpm=key.rpm, tpm=key.tpm, max_concurrent=key.max_concurrent,

@@ -11,6 +11,7 @@ from router.bodies import BodyBudget
 from router.budgets.setup import build_budgets
 from router.catalog import ModelCatalog
 from router.costs import PriceBook
+from router.dashboard.state import DashboardState
 from router.ledger import Ledger, metric_models
 from router.metrics import Metrics
 from router.pipeline import Pipeline, Steps
@@ -61,6 +62,8 @@ class Services:
     ledger: Ledger | None = None
     state_redis: RedisHealth | None = None
     """The shared Redis of the rate limiter and the budgets, when they use one."""
+    dashboard: DashboardState = field(default_factory=DashboardState)
+    """The dashboard's sign-in sessions (in that Redis when there is one) and summary cache."""
     _owned: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -112,7 +115,8 @@ class Services:
                        bodies=BodyBudget(settings.server.max_body_bytes, settings.server.max_inflight_body_bytes,
                                          metrics), guard=guard,
                        encoder=encoder, cache_step=cache, learned=learned, verifier=verifier, recorder=recorder,
-                       spend=spend, ledger=ledger, state_redis=state_redis)
+                       spend=spend, ledger=ledger, state_redis=state_redis,
+                       dashboard=DashboardState.build(state_redis, settings.auth.redis_prefix))
         services._owned = [semantic] if semantic is not None else []
         return services
 
@@ -220,4 +224,5 @@ class Services:
         if self.encoder is not None:
             await deadline.run(self.encoder.stop(), "the encoder")
         await deadline.run(self.authenticator.stop(), "the key store, the limiter and the budgets")
+        await deadline.run(self.dashboard.stop(), "the dashboard's sessions")
         await deadline.run(self.registry.close(), "the provider connections")

@@ -2,16 +2,16 @@
 draws (`/dashboard/api/summary`).
 
 Who may see it: whoever may use `/admin` (an admin key; without proxy keys, a client on loopback). A browser
-cannot send a key header when it opens a page, so `POST /dashboard/login` takes the key from a form and keeps it
-in an HttpOnly, SameSite=Strict cookie sent only to `/dashboard` paths (Secure behind HTTPS); API clients send
-the key in `Authorization: Bearer` or `x-api-key` as everywhere else.
+cannot send a key header when it opens a page, so `POST /dashboard/login` takes the key from a form and opens a
+session (router/dashboard/sessions.py): the cookie holds only its random token (HttpOnly, SameSite=Strict, sent
+only to `/dashboard` paths, Secure behind HTTPS), each use checks the key again, and `POST /dashboard/logout`
+ends it. API clients send the key in `Authorization: Bearer` or `x-api-key` as everywhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import time
 from importlib.resources import files
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -20,10 +20,10 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from router.api.admin import admin
+from router.api.admin import admin, is_admin_key
 from router.api.deps import ServicesDep
-from router.auth import presented_keys
-from router.dashboard.reads import dashboard_summary
+from router.auth import hash_key, presented_keys
+from router.dashboard.reads import cached_summary
 from router.errors import AuthenticationError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from router.observability.context import note_principal
 from router.services import Services
@@ -31,7 +31,6 @@ from router.types import Principal
 
 router = APIRouter()
 COOKIE = "cascadeflow_dashboard"
-COOKIE_MAX_AGE_S = 12 * 3600
 MAX_DAYS = 90
 MAX_LOGIN_BYTES = 4096
 ASSETS = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8",
@@ -46,14 +45,28 @@ LOGIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-
 
 
 async def dashboard_admin(request: Request, services: ServicesDep) -> Principal:
-    """The caller when it may see the dashboard (the key in a header, else the login cookie); 401 or 403."""
+    """The caller when it may see the dashboard (the key in a header, else the sign-in session); 401 or 403."""
     headers: dict[str, str] = dict(request.headers)
-    cookie = request.cookies.get(COOKIE)
-    if cookie and not presented_keys(headers):
-        headers["authorization"] = f"Bearer {cookie}"
-    principal = await services.authenticator.identify(headers)
+    token = request.cookies.get(COOKIE)
+    if token and not presented_keys(headers):
+        principal = await _session_principal(services, token)
+    else:
+        principal = await services.authenticator.identify(headers)
     note_principal(principal)
     return await admin(request, services, principal)
+
+
+async def _session_principal(services: Services, token: str) -> Principal:
+    """Who signed in with this session, their key checked again now (a key no longer valid ends it)."""
+    sessions = services.dashboard.sessions
+    digest = await sessions.resolve(token)
+    if digest is None:
+        raise AuthenticationError("the dashboard session has ended (signed out or expired): sign in again")
+    try:
+        return await services.authenticator.identify_digest(digest)
+    except AuthenticationError:
+        await sessions.close(token)
+        raise
 
 
 DashboardAdmin = Annotated[Principal, Depends(dashboard_admin)]
@@ -116,15 +129,19 @@ async def login(request: Request, services: ServicesDep) -> Response:
     except (AuthenticationError, PermissionDeniedError) as exc:
         return _refused(services, exc)
     response = RedirectResponse("/dashboard", status_code=303, headers={"cache-control": "no-store"})
-    if key:
-        response.set_cookie(COOKIE, key, max_age=COOKIE_MAX_AGE_S, path="/dashboard", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+    if is_admin_key(principal):  # without proxy keys loopback is what admits, and there is no session to keep
+        token = await services.dashboard.sessions.open(hash_key(key))
+        response.set_cookie(COOKIE, token, max_age=int(services.dashboard.sessions.ttl_s), path="/dashboard",
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/dashboard/logout")
-async def logout() -> Response:
-    """Forget the dashboard's cookie."""
+async def logout(request: Request, services: ServicesDep) -> Response:
+    """End the dashboard's session and forget its cookie."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        await services.dashboard.sessions.close(token)
     response = RedirectResponse("/dashboard", status_code=303, headers={"cache-control": "no-store"})
     response.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
     return response
@@ -146,5 +163,5 @@ async def summary(request: Request, services: ServicesDep, _: DashboardAdmin) ->
     text = request.query_params.get("days") or "7"
     if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
         raise InvalidRequestError(f"days: a whole number from 1 to {MAX_DAYS}, got {text!r}", param="days")
-    data = await dashboard_summary(services, int(text), time.time())
+    data = await cached_summary(services, int(text))
     return Response(orjson.dumps(data), media_type="application/json", headers={"cache-control": "no-store"})

@@ -1,12 +1,14 @@
 """The dashboard's reads, off the event loop: the outcome log's light columns (no embeddings, features or answers)
-folded on a worker thread, newest first and at most `MAX_RECORDS` of them; the spend ledger's sums per user."""
+folded on a worker thread, newest first and at most `MAX_RECORDS` of them; the spend ledger's sums per user. A
+summary is computed once for everyone who asks within a few seconds (`cached_summary`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,3 +172,15 @@ async def dashboard_summary(services: Services, days: int, now: float) -> dict[s
                     "labels": services.recorder is not None and bool(settings.cascade_rules),
                     "exploration_rate": settings.labels.exploration_rate},
     }
+
+
+SCOPE_ALL = "all"
+"""The scope of every dashboard caller today: an admin (or, without proxy keys, loopback) sees the whole proxy."""
+
+
+async def cached_summary(services: Services, days: int, scope: str = SCOPE_ALL,
+                         clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """`dashboard_summary`, computed at most once per `SUMMARY_TTL_S` for each range and scope however many pages
+    ask (router/dashboard/cache.py); `generated_at` says when."""
+    return await services.dashboard.summaries.get(
+        ("summary", days, scope), lambda: dashboard_summary(services, days, clock()))

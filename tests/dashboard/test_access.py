@@ -84,7 +84,8 @@ def test_without_an_admin_key_nothing_is_shown(keyed: tuple[BackgroundServer, di
             assert response.status_code in (401, 403), (path, key)
             assert "saved_usd" not in response.text and "Latest decisions" not in response.text
         assert httpx.get(proxy.url + path, headers=bearer(ANN)).status_code == 403
-        assert httpx.get(proxy.url + path, cookies={COOKIE: ANN}).status_code == 403, "a tenant's key as cookie"
+        for key in (ANN, ADMIN):  # a key is not a session: the cookie holds only a session token
+            assert httpx.get(proxy.url + path, cookies={COOKIE: key}).status_code == 401, key
     page = httpx.get(proxy.url + "/dashboard")
     assert 'action="/dashboard/login"' in page.text and "text/html" in page.headers["content-type"]
 
@@ -114,11 +115,16 @@ def test_the_sign_in_form_keeps_only_an_admin_key(keyed: tuple[BackgroundServer,
         assert response.status_code == 303 and response.headers["location"] == "/dashboard"
         cookie = response.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
+        token = browser.cookies[COOKIE]
+        assert ADMIN not in response.headers["set-cookie"] and ADMIN[10:] not in token and len(token) >= 40
+        assert hash_key(ADMIN) not in token, "an opaque token, not the key nor its digest"
         assert browser.get("/dashboard").status_code == 200
         assert browser.get("/dashboard/api/summary").status_code == 200
         assert browser.get("/v1/usage").status_code == 401, "the cookie is for the dashboard alone"
         assert browser.post("/dashboard/logout").status_code == 303
         assert browser.get("/dashboard/api/summary").status_code == 401
+    replayed = httpx.get(proxy.url + "/dashboard/api/summary", cookies={COOKIE: token})
+    assert replayed.status_code == 401, "sign-out ended the session itself, not only the browser's cookie"
 
 
 def test_without_proxy_keys_only_loopback_sees_it(proxy: BackgroundServer) -> None:
