@@ -8,6 +8,12 @@ arrives with a W3C `traceparent` joins its caller's trace.
 Stages: `cache` (the semantic cache lookup, `embed` inside it), `classify` (the learned router, with its own
 `embed` when the cache did not embed), `draft`, `score` (the verifier), `strong` (the strong model of a
 cascade rule: until its answer's headers for a stream) and `upstream` (a pass-through model).
+
+Every call to a provider (router/providers/transport.py, `outgoing_headers`) carries the W3C `traceparent` (and
+`tracestate` when there is one) of the span it runs in, so a provider or an internal gateway can join the trace;
+a client's own `traceparent` is not forwarded raw then (the proxy's span, its child, takes its place). Off, an
+upstream call's headers are left as they are (a client's `traceparent` passes through with its other headers,
+to a provider of its own dialect) and the check costs one context-variable read.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from router import __version__
 from router.errors import ConfigError
-from router.observability.context import Attribute, RequestRecord
+from router.observability.context import Attribute, RequestRecord, current
 from router.observability.settings import TracingSettings
 
 if TYPE_CHECKING:
@@ -31,6 +37,7 @@ SPAN_PATHS = frozenset({
     "/responses", "/v1/models", "/models", "/health", "/ready", "/metrics", "/", "/admin/config",
     "/admin/config/reload"})
 """Paths that name their span; any other is named by its method alone (span names must stay few)."""
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 
 MISSING_SDK = ("tracing.enabled: the OpenTelemetry SDK or its OTLP exporter cannot be imported ({error}); "
                "reinstall cascadeflow-router with its dependencies (opentelemetry-sdk, "
@@ -52,8 +59,11 @@ class Tracing:
     """The tracer of one app: request spans, stage spans, and the provider to shut down."""
 
     def __init__(self, provider: TracerProvider, tracer: Tracer) -> None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
         self._provider = provider
         self._tracer = tracer
+        self._propagator = TraceContextTextMapPropagator()
 
     @classmethod
     def build(cls, settings: TracingSettings, exporter: SpanExporter | None = None) -> Tracing | None:
@@ -85,9 +95,8 @@ class Tracing:
         """The server span of one HTTP request, current while it is served (a child of the caller's span when
         the request carries `traceparent`)."""
         from opentelemetry.trace import SpanKind
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        parent = TraceContextTextMapPropagator().extract(carrier=headers)
+        parent = self._propagator.extract(carrier=headers)
         name = f"{record.method} {record.path}" if record.path in SPAN_PATHS else record.method
         attributes: dict[str, Attribute] = {"http.request.method": record.method, "url.path": record.path,
                                             "cascadeflow.request_id": record.request_id}
@@ -99,9 +108,25 @@ class Tracing:
         """A child span of the current span for one pipeline stage."""
         return self._tracer.start_as_current_span(name, attributes=attributes)
 
+    def inject(self, headers: dict[str, str]) -> None:
+        """Put the current span's W3C trace context in an outgoing call's headers, in place of any given."""
+        for name in [name for name in headers if name.lower() in TRACE_HEADERS]:
+            del headers[name]
+        self._propagator.inject(headers)
+
     def shutdown(self) -> None:
         """Export what is batched and stop the exporter (blocking: call it in a thread)."""
         self._provider.shutdown()
+
+
+def outgoing_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a call to a provider: with tracing on, the current span's `traceparent` and `tracestate`
+    instead of any the client sent; with it off, as given."""
+    sent = dict(headers)
+    record = current()
+    if record is not None and isinstance(record.tracer, Tracing):
+        record.tracer.inject(sent)
+    return sent
 
 
 def finish_request_span(span: Span, fields: Mapping[str, object]) -> None:

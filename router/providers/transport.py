@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from router.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError, UpstreamUnreachableError
+from router.observability.tracing import outgoing_headers
 from router.settings import ProviderKind, ProviderSettings
 
 HOP_BY_HOP = frozenset(
@@ -123,7 +124,8 @@ class Provider:
         if timeout_s is not None:
             options["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
         try:
-            response = await session.request(method, self.url(path), data=body, headers=dict(headers), **options)
+            response = await session.request(method, self.url(path), data=body, headers=outgoing_headers(headers),
+                                             **options)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeoutError(f"provider {self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:
