@@ -184,16 +184,24 @@ class PriceBook:
 
     def __init__(self, overrides: Mapping[str, ModelPrice] | None = None, *,
                  model_info: Mapping[str, ModelInfo] | None = None, cache_size: int = 1024) -> None:
-        configured = {**configured_prices(model_info), **(overrides or {})}
-        self._overrides = {k: v for k, v in configured.items() if not is_pattern(k)}
-        self._normalised_overrides = {normalise_model_name(k): v for k, v in self._overrides.items()}
-        self._pattern_overrides = [(k, v) for k, v in configured.items() if is_pattern(k)]
+        self._given = dict(overrides or {})
         self._snapshot = DataSnapshot(providers=_bundled_providers, from_auto_update=False)
         self._cache: OrderedDict[tuple[str, str | None], ModelPrice | _Found | None] = OrderedDict()
         self._rates: OrderedDict[tuple[str, str | None, str | None, datetime], Rates | None] = (
             OrderedDict())
         self._cache_size = max(cache_size, 1)
         self._lock = threading.Lock()
+        self.reconfigure(model_info)
+
+    def reconfigure(self, model_info: Mapping[str, ModelInfo] | None) -> None:
+        """Price by this ``model_info`` from now on (a reloaded config); ``overrides`` still win."""
+        configured = {**configured_prices(model_info), **self._given}
+        exact = {k: v for k, v in configured.items() if not is_pattern(k)}
+        with self._lock:
+            self._overrides = exact
+            self._normalised_overrides = {normalise_model_name(k): v for k, v in exact.items()}
+            self._pattern_overrides = [(k, v) for k, v in configured.items() if is_pattern(k)]
+            self._cache.clear()
 
     def cost(
         self, model: str, usage: TokenUsage, provider_hint: str | None = None, *, at: datetime | None = None

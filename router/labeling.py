@@ -58,6 +58,12 @@ class Labeler:
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._tasks = BackgroundTasks(metrics, "labels", logger)
 
+    def reconfigure(self, settings: LabelSettings, model_info: ModelInfoTable) -> None:
+        """Label new requests by these settings and `model_info` (a reloaded config); labels in flight keep theirs."""
+        if settings.max_concurrent != self._settings.max_concurrent:
+            self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._settings, self._model_info = settings, model_info
+
     def escalated(self, request_id: str, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
                   draft: JSONObject, strong: JSONObject) -> None:
         """Label a request that has both answers."""

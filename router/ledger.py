@@ -8,6 +8,7 @@ the outcome log and budgets all read the entry; nothing else prices a request.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger("router.ledger")
 _WARNED_LIMIT = 256
 OTHER_MODEL = "other"
-"""The model label of every model the configuration does not name (labels stay bounded)."""
+"""The model label of a model the configuration neither names nor matches, or past the caps below."""
+MAX_MATCHED_MODELS = 64
+"""How many distinct names one process labels because a glob pattern matches them (`claude-*`); later ones are
+`other`, so clients choosing model names cannot grow the metrics without bound."""
+MAX_LABEL_CHARS = 100
+"""A longer model name matched by a pattern alone is `other`."""
+
+
+@dataclass(frozen=True)
+class MetricModels:
+    """What may be a model label: the names the configuration spells out, and the names its glob patterns match
+    (at most MAX_MATCHED_MODELS of those per process)."""
+
+    names: frozenset[str] = frozenset()
+    patterns: tuple[str, ...] = ()
+
+    def matches(self, model: str) -> bool:
+        """Whether a glob pattern of the configuration matches the name (also without its `provider/` prefix)."""
+        bare = model.partition("/")[2] if "/" in model else None
+        return any(fnmatch.fnmatchcase(model, pattern) or (bare is not None and fnmatch.fnmatchcase(bare, pattern))
+                   for pattern in self.patterns)
 
 
 @dataclass(frozen=True)
@@ -79,20 +100,38 @@ class LedgerEntry:
 class Ledger:
     """Prices calls and posts entries to the metrics."""
 
-    def __init__(self, prices: PriceBook, metrics: Metrics, models: Iterable[str] = ()) -> None:
-        """`models`: the names the metrics may carry as a model label (`metric_models`)."""
+    def __init__(self, prices: PriceBook, metrics: Metrics, models: MetricModels | Iterable[str] = ()) -> None:
+        """`models`: what the metrics may carry as a model label (`metric_models`; or plain names)."""
         self._prices = prices
         self._metrics = metrics
-        self._models = frozenset(models)
+        self._models = _metric_models(models)
+        self._matched: set[str] = set()
         self._warned: set[str] = set()
 
-    def reconfigure(self, models: Iterable[str]) -> None:
-        """Label the metrics with these model names from now on (a reloaded config)."""
-        self._models = frozenset(models)
+    @property
+    def prices(self) -> PriceBook:
+        """The price book every entry is priced from (shared with the budgets)."""
+        return self._prices
+
+    def reconfigure(self, models: MetricModels | Iterable[str]) -> None:
+        """Label the metrics by these names and patterns from now on (a reloaded config); names a pattern matched
+        before still count towards MAX_MATCHED_MODELS (their series exist)."""
+        self._models = _metric_models(models)
 
     def model_label(self, model: str | None) -> str:
-        """A model's label in the metrics: its name when the configuration names it, else `other`."""
-        return model if model is not None and model in self._models else OTHER_MODEL
+        """A model's label in the metrics: its name when the configuration names it, or when one of its glob
+        patterns matches it (the first MAX_MATCHED_MODELS such names of the process), else `other`."""
+        if model is None:
+            return OTHER_MODEL
+        if model in self._models.names:
+            return model
+        if len(model) > MAX_LABEL_CHARS or not self._models.matches(model):
+            return OTHER_MODEL
+        if model not in self._matched:
+            if len(self._matched) >= MAX_MATCHED_MODELS:
+                return OTHER_MODEL
+            self._matched.add(model)
+        return model
 
     def charge(self, model: str, usage: TokenUsage | None, provider: str | None = None) -> Charge | None:
         """The price of one call's usage on the model that answered (None without usage)."""
@@ -131,13 +170,20 @@ class Ledger:
         self._metrics.inc("cascadeflow_model_cost_usd_total", charge.usd, kind="actual", model=model)
 
 
-def metric_models(settings: Settings) -> frozenset[str]:
+def _metric_models(models: MetricModels | Iterable[str]) -> MetricModels:
+    return models if isinstance(models, MetricModels) else MetricModels(frozenset(models))
+
+
+def metric_models(settings: Settings) -> MetricModels:
     """Every model name the configuration spells out (routes, their upstream names, rules, fallbacks, the grader,
-    `model_info`), also without a `provider/` prefix; glob patterns are not names."""
+    `model_info`), also without a `provider/` prefix, and its glob patterns (of routes and `model_info`)."""
     names = [settings.labels.grader_model, *settings.model_info]
     for route in settings.models:
         names += [route.match, route.upstream_model, *route.fallback_models]
     for rule in settings.cascade_rules:
         names += [rule.request_model, rule.draft_model, rule.verifier_model, *rule.fallback_models]
-    plain = {name for name in names if name and not any(char in name for char in "*?[")}
-    return frozenset(plain | {name.partition("/")[2] for name in plain if "/" in name})
+    given = {name for name in names if name}
+    patterns = {name for name in given if any(char in name for char in "*?[")}
+    plain = given - patterns
+    return MetricModels(frozenset(plain | {name.partition("/")[2] for name in plain if "/" in name}),
+                        tuple(sorted(patterns)))

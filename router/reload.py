@@ -2,11 +2,14 @@
 `POST /admin/config/reload`; validated first, and a file that does not validate changes nothing.
 
 Only the settings in `RELOADABLE` take effect at once: the cascade rules (models, thresholds, cache and verify
-options), the model routing table, the verifier's and the learned router's thresholds, the cache's similarity
-threshold and sampling rule, and logging. Everything else (the listen address and workers, providers and their
-keys and timeouts, auth, storage, the encoder, artifacts, tracing) is held by objects built once at start-up;
-a change there is logged as waiting for a restart and shown by `GET /admin/config`. A request in flight keeps
-the settings it started with.
+options), the model routing table, `model_info` (prices, from the next request's cost on, for the ledger and the
+budgets alike; limits and log-prob support, for new drafts and labels), `labels` (exploration, judge, grader,
+background keys), the verifier's and the learned router's thresholds, the cache's similarity threshold and
+sampling rule, and logging. Everything else (the listen address and workers, providers and their keys and
+timeouts, auth, storage, the encoder, artifacts, tracing) is held by objects built once at start-up; a change
+there is logged as waiting for a restart and shown by `GET /admin/config`. A request in flight keeps the
+settings it started with. (The budgets' worst-case estimate of a request's output length still reads the
+`model_info` limits of the start.)
 
 With several workers each polls the file itself; SIGHUP to the uvicorn supervisor restarts the workers.
 """
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("router.reload")
 
 RELOADABLE: tuple[str, ...] = (
-    "cascade_rules", "models", "verifier.accept_threshold", "learned_router.skip_threshold",
+    "cascade_rules", "models", "model_info", "labels", "verifier.accept_threshold", "learned_router.skip_threshold",
     "cache.similarity_threshold", "cache.allow_sampled", "logging")
 """Key paths a running proxy applies from a reloaded file; a change anywhere else waits for a restart."""
 _SETTLE_S = 0.2
@@ -144,11 +147,16 @@ def partial_effects(services: Services, settings: Settings) -> list[str]:
 
 def apply(services: Services, settings: Settings) -> None:
     """Put reloaded settings in force (synchronously: a request sees the old or the new settings, never a mix)."""
-    services.pipeline.reconfigure(settings.cascade_rules)
+    services.pipeline.reconfigure(settings.cascade_rules, settings.model_info,
+                                  spend_client_keys=settings.labels.spend_client_keys)
     services.registry.reconfigure(settings.models)
     services.catalog = ModelCatalog(settings, services.registry)
     if services.ledger is not None:
+        services.ledger.prices.reconfigure(settings.model_info)  # the ledger's and the budgets' one price book
         services.ledger.reconfigure(metric_models(settings))
+    labeler = services.recorder.labeler if services.recorder is not None else None
+    if labeler is not None:
+        labeler.reconfigure(settings.labels, settings.model_info)
     if services.cache_step is not None:
         services.cache_step.reconfigure(settings.cache)
     if services.verifier is not None:

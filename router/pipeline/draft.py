@@ -58,6 +58,10 @@ class DraftStep:
         self._upstream = upstream
         self._model_info = model_info or {}
 
+    def reconfigure(self, model_info: ModelInfoTable) -> None:
+        """Adapt new drafts to this `model_info` (a reloaded config)."""
+        self._model_info = model_info
+
     async def run(self, call: ClientCall, rule: CascadeRule, hub_request: JSONObject,
                   progress: Progress | None = None) -> DraftRun:
         """The draft's complete answer, or a failed run saying why (NotServableByDraft is raised). When it is

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from router.errors import ClientDisconnectedError, ProxyError
+from router.model_settings import ModelInfoTable
 from router.observability.context import stage
 from router.pipeline.cache import CacheStep
 from router.pipeline.draft import DraftStep
@@ -151,9 +152,15 @@ class Pipeline:
         return Plan("draft" if verdict.accepted else "escalated", verdict.reason, rule, draft, verdict,
                     "accepted" if verdict.accepted else "rejected")
 
-    def reconfigure(self, rules: list[CascadeRule]) -> None:
-        """Serve new requests by these rules (a reloaded config); requests in flight keep theirs."""
+    def reconfigure(self, rules: list[CascadeRule], model_info: ModelInfoTable | None = None, *,
+                    spend_client_keys: bool | None = None) -> None:
+        """Serve new requests by these rules, and when given this `model_info` and background-key policy (a reloaded
+        config); requests in flight keep theirs."""
         self._rules = list(rules)
+        if model_info is not None:
+            self._steps.draft.reconfigure(model_info)
+        if spend_client_keys is not None:
+            self._upstream.reconfigure(spend_client_keys=spend_client_keys)
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for background work (cache writes, labels, log writes) at shutdown; with `timeout_s`, what is

@@ -50,6 +50,11 @@ class OutcomeRecorder:
         self._metrics = metrics
         self._labeler = labeler
 
+    @property
+    def labeler(self) -> Labeler | None:
+        """The labeler of live traffic (with cascade rules at start)."""
+        return self._labeler
+
     def needs_message(self, plan: Plan) -> bool:
         """Whether recording needs the whole answer (text stored, or a label to judge)."""
         return self._settings.store_text or (plan.rule is not None and self._labeler is not None)

@@ -60,6 +60,10 @@ class Upstream:
         self._spend_client_keys = spend_client_keys
         self._guard = guard
 
+    def reconfigure(self, *, spend_client_keys: bool) -> None:
+        """Whether background calls may spend a client's own key, from now on (a reloaded `labels`)."""
+        self._spend_client_keys = spend_client_keys
+
     async def _guarded(self, target: Target, attempt: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
         """One call, before any of its answer reached the client: under the guard when there is one."""
         if self._guard is None:
