@@ -1,11 +1,15 @@
-"""Rate limits: requests and tokens per minute by GCRA, and concurrency caps, over several scopes at once.
+"""Rate limits: requests per minute in an exact sliding window, tokens per minute by GCRA, and concurrency caps,
+over several scopes at once.
 
-GCRA (the generic cell rate algorithm) keeps one number per counter, the theoretical arrival time (TAT): a
-limit of N a minute spaces units `60/N` s apart and tolerates a burst of N. A request is admitted only when
-every counter of every scope (key, user, tier) admits it, and then all of them are charged together; a denied
-request charges nothing. Tokens are charged with the request's estimate on admission and corrected by the real
-usage when it ends (`Ticket.settle`). `MemoryLimiter` keeps the counters in this process (asyncio-safe: nothing
-awaits between the check and the charge); `router.auth_keys.redis_limits` keeps them in Redis for every replica.
+Requests: each scope keeps a log of its admissions in the last 60 s; a request is admitted while fewer than N are
+in it, so at most N pass in any 60 s window and N do pass when N or more arrive. A refusal's wait is the time until
+the oldest admission leaves the window. Tokens: GCRA (the generic cell rate algorithm) keeps one number per counter,
+the theoretical arrival time (TAT), spacing a limit of N a minute `60/N` s a unit with a burst of N; tokens are
+charged with the request's estimate on admission and corrected by the real usage when it ends (`Ticket.settle`).
+A request is admitted only when every counter of every scope (key, user, tier) admits it, and then all of them are
+charged together; a denied request charges nothing. `MemoryLimiter` keeps the counters in this process
+(asyncio-safe: nothing awaits between the check and the charge); `router.auth_keys.redis_limits` keeps them in Redis
+for every replica.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 MINUTE_MS = 60_000.0
 EPSILON_MS = 1e-6
-LEASE_TTL_MS = 15 * 60_000
-"""A concurrency slot not given back (a replica that died mid-request) frees itself after this long."""
+LEASE_TTL_MS = 45_000
+"""A concurrency lease in Redis lasts this long unless its replica renews it (every LEASE_RENEW_S while the request
+runs): the slot of a replica that died mid-request frees itself after at most this long."""
+LEASE_RENEW_S = 15.0
 Metric = Literal["requests", "tokens"]
 Refusal = Literal["requests", "tokens", "concurrent", "too_large"]
 """Which kind of limit refused a request (a metric label: never a key, a user or a scope name)."""
@@ -106,6 +113,24 @@ def gcra(tat: float | None, now: float, limit: int, cost: int, period: float = M
                                 (new_tat - now) / 1000.0)
 
 
+def sliding(log: deque[float], now: float, limit: int, cost: int, period: float = MINUTE_MS
+            ) -> tuple[float, Window]:
+    """One step of a sliding-window log (admission times, oldest first; those a period old are dropped): (wait in
+    ms before `cost` more would fit, 0 when they fit now; the window after the decision)."""
+    while log and log[0] <= now - period:
+        log.popleft()
+    count = len(log)
+    if count + cost <= limit:
+        return 0.0, Window(limit, limit - count - cost, period / 1000.0 if cost else _whole(log, now, period))
+    wait = period if cost > limit else log[count + cost - limit - 1] + period - now
+    return max(wait, 2 * EPSILON_MS), Window(limit, max(0, limit - count), _whole(log, now, period))
+
+
+def _whole(log: deque[float], now: float, period: float) -> float:
+    """Seconds until a log is empty again."""
+    return (log[-1] + period - now) / 1000.0 if log else 0.0
+
+
 def tightest(windows: Sequence[tuple[Metric, Window]], metric: Metric) -> Window | None:
     """The window of a metric with the fewest units left."""
     found = [window for kind, window in windows if kind == metric]
@@ -184,6 +209,7 @@ class MemoryLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._tats: dict[tuple[str, Metric], float] = {}
+        self._logs: dict[str, deque[float]] = {}
         self._in_flight: dict[str, int] = {}
         self._operations = 0
 
@@ -203,13 +229,20 @@ class MemoryLimiter:
         self._operations += 1
         if self._operations % 4096 == 0:
             self._tats = {name: tat for name, tat in self._tats.items() if tat > now}
+            self._logs = {name: log for name, log in self._logs.items() if log and log[-1] > now - MINUTE_MS}
         planned: list[tuple[tuple[str, Metric], float]] = []
+        logged: list[tuple[str, int]] = []
         windows: list[tuple[Metric, Window]] = []
         wait, blocker = 0.0, None
         for counter in counters(scopes, tokens):
-            name = (counter.scope, counter.metric)
-            new_tat, counter_wait, window = gcra(self._tats.get(name), now, counter.limit, counter.cost)
-            planned.append((name, new_tat))
+            if counter.metric == "requests":
+                counter_wait, window = sliding(self._logs.setdefault(counter.scope, deque()), now, counter.limit,
+                                               counter.cost)
+                logged.append((counter.scope, counter.cost))
+            else:
+                tat_name: tuple[str, Metric] = (counter.scope, counter.metric)
+                new_tat, counter_wait, window = gcra(self._tats.get(tat_name), now, counter.limit, counter.cost)
+                planned.append((tat_name, new_tat))
             windows.append((counter.metric, window))
             if counter_wait > wait:
                 wait, blocker = counter_wait, counter
@@ -224,6 +257,8 @@ class MemoryLimiter:
                                 refused_by="concurrent")
         for name, new_tat in planned:
             self._tats[name] = new_tat
+        for scope_name, cost in logged:
+            self._logs[scope_name].extend([now] * cost)
         for scope in scopes:
             if scope.limits.max_concurrent is not None:
                 self._in_flight[scope.name] = self._in_flight.get(scope.name, 0) + 1

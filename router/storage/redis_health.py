@@ -6,7 +6,8 @@ under `state.timeout_s`, connecting included. The first failure (refused, reset,
 down: logged once, counted in `cascadeflow_dependency_errors_total{dependency}` (as is every later call that
 could not use it), shown in /ready. While it is down calls fail at once with `StateUnavailable`, and their callers
 apply `state.on_failure` (open: their in-process counters decide; closed: a 503 naming the dependency); a
-background PING, at most one every PROBE_INTERVAL_S while requests (or /ready) look, finds Redis back.
+background PING, at most one every PROBE_INTERVAL_S while requests (or /ready) look, finds Redis back, and then
+tells those who asked (`on_recovery`: the rate limiter gives back the concurrency leases it could not release).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class RedisHealth:
         self._next_probe = 0.0
         self._probe: asyncio.Task[None] | None = None
         self._client: Any = None
+        self._recovery: list[Callable[[], None]] = []
+
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) each time a probe finds Redis back after an outage."""
+        self._recovery.append(callback)
 
     @property
     def refuses(self) -> bool:
@@ -120,10 +126,13 @@ class RedisHealth:
             self.last_error = describe_failure(exc, self.timeout_s)
             self._next_probe = self._clock() + PROBE_INTERVAL_S
             return
-        if not self.healthy:
-            logger.info("Redis %s reachable again: rate limits and budgets are shared by every replica",
-                        public_url(self.url))
+        if self.healthy:
+            return
+        logger.info("Redis %s reachable again: rate limits and budgets are shared by every replica",
+                    public_url(self.url))
         self.healthy = True
+        for callback in list(self._recovery):
+            callback()
 
     def status(self) -> dict[str, object]:
         """For /ready: never required (an outage degrades, it does not take a replica out of the balancer: every

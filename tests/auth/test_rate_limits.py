@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,16 @@ from router.replay.runner import BackgroundServer
 from router.replay.scripted import ScriptedSource
 from router.replay.server import create_upstream_app
 from router.types import Dialect
-from tests.auth.helpers import REDIS_URL, ask_anthropic, ask_openai, drop_prefix, redis_or_skip, redis_prefix
+from tests.auth.helpers import (
+    REDIS_URL,
+    ask_anthropic,
+    ask_openai,
+    drop_prefix,
+    process_config,
+    proxy_processes,
+    redis_or_skip,
+    redis_prefix,
+)
 from tests.support import ProxyFactory, marker, proxy_settings, received_with
 
 
@@ -38,19 +48,39 @@ def keyed_proxy(proxy_factory: ProxyFactory, upstream: BackgroundServer, **key: 
     return proxy_factory(proxy_settings(upstream.url, auth={"keys": [entry], "tiers": tiers})), secret
 
 
-async def test_gcra_admits_the_limit_then_refuses_until_a_slot_returns() -> None:
+async def test_the_window_admits_the_limit_then_refuses_until_the_oldest_leaves() -> None:
     clock = Clock()
     limiter = MemoryLimiter(clock)
     scopes = [Scope("key:a", Limits(rpm=6))]
-    decisions = [await limiter.acquire(scopes, 1) for _ in range(7)]
-    assert [decision.allowed for decision in decisions] == [True] * 6 + [False]
-    assert [decision.requests.remaining for decision in decisions[:6]] == [5, 4, 3, 2, 1, 0]  # type: ignore[union-attr]
-    assert decisions[6].retry_after_s == pytest.approx(10.0) and "6 requests per minute of key:a" in decisions[6].reason
-    clock.now += 9.9
-    assert not (await limiter.acquire(scopes, 1)).allowed
+    early = [await limiter.acquire(scopes, 1) for _ in range(3)]
+    clock.now += 30.0
+    late = [await limiter.acquire(scopes, 1) for _ in range(4)]
+    assert [decision.allowed for decision in early + late] == [True] * 6 + [False]
+    assert [d.requests.remaining for d in early + late] == [5, 4, 3, 2, 1, 0, 0]  # type: ignore[union-attr]
+    refused = late[-1]
+    assert refused.retry_after_s == pytest.approx(30.0) and "6 requests per minute of key:a" in refused.reason
+    assert refused.requests is not None and refused.requests.reset_s == pytest.approx(60.0)  # whole again
+    clock.now += 29.9
+    assert not (await limiter.acquire(scopes, 1)).allowed  # refusals take no slot: the oldest still leaves at 60 s
     clock.now += 0.1
-    assert (await limiter.acquire(scopes, 1)).allowed
-    assert not (await limiter.acquire(scopes, 1)).allowed
+    again = [await limiter.acquire(scopes, 1) for _ in range(4)]
+    assert [decision.allowed for decision in again] == [True] * 3 + [False]  # the three of t=0 left, not more
+    assert again[-1].retry_after_s == pytest.approx(30.0)  # the first of t=30 leaves at 90 s
+    clock.now += 30.0
+    assert sum([(await limiter.acquire(scopes, 1)).allowed for _ in range(5)]) == 3
+
+
+async def test_the_window_never_admits_more_than_the_limit_in_any_minute() -> None:
+    clock = Clock()
+    limiter = MemoryLimiter(clock)
+    scopes = [Scope("key:w", Limits(rpm=10))]
+    admitted: list[float] = []
+    for step in range(600):  # a request every 0.37 s for 222 s, about 162 a minute offered
+        clock.now = 1000.0 + step * 0.37
+        if (await limiter.acquire(scopes, 1)).allowed:
+            admitted.append(clock.now)
+    assert max(sum(1 for moment in admitted if start <= moment < start + 60.0) for start in admitted) == 10
+    assert len(admitted) == 10 * 4  # 222 s: windows starting at 0, 60, 120 and 180 s, each filled at once
 
 
 async def test_a_refusal_by_one_scope_charges_no_other() -> None:
@@ -122,7 +152,7 @@ def test_rpm_limit_is_a_429_in_each_dialect_and_never_reaches_the_upstream(
     assert refused.status_code == 429
     body = refused.json()
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error" and body["error"]["message"]
-    assert 1 <= int(refused.headers["retry-after"]) <= 30
+    assert 40 <= int(refused.headers["retry-after"]) <= 60  # until the first of the two leaves the window
     assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert refused.headers["anthropic-ratelimit-requests-reset"].endswith("Z") and refused.headers["request-id"]
     refused = ask_openai(proxy.url, key, tag + "-refused")
@@ -214,7 +244,7 @@ async def test_two_replicas_sharing_redis_admit_exactly_the_limit() -> None:
         assert sum(decision.allowed for decision in burst) == 10
         assert {index % 2 for index, decision in enumerate(burst) if decision.allowed} == {0, 1}
         refused = [decision for decision in burst if not decision.allowed]
-        assert all(5.0 < decision.retry_after_s <= 6.0 and "key:shared" in decision.reason for decision in refused)
+        assert all(50.0 < decision.retry_after_s <= 60.0 and "key:shared" in decision.reason for decision in refused)
         assert all(replica.healthy for replica in replicas)
         user = await replicas[0].acquire([Scope("user:shared", Limits(rpm=1000))], 1)
         assert user.requests is not None and user.requests.remaining == 1000 - 11  # refusals charged nothing
@@ -280,25 +310,48 @@ async def test_redis_away_falls_back_to_counters_of_the_replica() -> None:
         await limiter.close()
 
 
-async def test_three_proxies_share_sixty_requests_a_minute(proxy_factory: ProxyFactory,
-                                                           upstream: BackgroundServer) -> None:
+@pytest.mark.slow  # three proxy processes
+async def test_three_proxies_share_sixty_requests_a_minute(upstream: BackgroundServer, tmp_path: Path) -> None:
     client, prefix = await redis_or_skip(), redis_prefix()
     try:
         secret = "key-" + marker()
-        auth = {"keys": [{"key_sha256": hash_key(secret), "user": "three", "rpm": 60}], "limiter": "redis",
-                "redis_url": REDIS_URL, "redis_prefix": prefix}
-        proxies = [proxy_factory(proxy_settings(upstream.url, auth=auth)) for _ in range(3)]
-        tag = marker()
-        started = time.monotonic()
-        statuses = await asyncio.gather(*(asyncio.to_thread(ask_openai, proxies[index % 3].url, secret, tag)
-                                          for index in range(90)))
-        elapsed = time.monotonic() - started
+        config = process_config(upstream.url, state={"redis_url": REDIS_URL}, auth={
+            "keys": [{"key_sha256": hash_key(secret), "user": "three", "rpm": 60}], "redis_prefix": prefix})
+        with proxy_processes([config] * 3, tmp_path) as urls:
+            tag = marker()
+            started = time.monotonic()
+            statuses = await asyncio.gather(*(asyncio.to_thread(ask_openai, urls[index % 3], secret, tag)
+                                              for index in range(90)))
+            elapsed = time.monotonic() - started
         served = [index % 3 for index, response in enumerate(statuses) if response.status_code == 200]
-        # GCRA: a burst of 60, then one more each second (60 a minute); never 60 per replica
-        assert 60 <= len(served) <= 60 + int(elapsed) + 1, (len(served), elapsed)
-        assert sum(r.status_code == 429 for r in statuses) == 90 - len(served)
+        assert elapsed < 60.0, "the window must still hold every admission"
+        assert len(served) == 60, "exactly the limit, never 60 per replica"
+        refused = [response for response in statuses if response.status_code == 429]
+        # each waits until the oldest admission (made after `started`) leaves the window
+        assert len(refused) == 30 and all(60 - elapsed <= int(r.headers["retry-after"]) <= 60 for r in refused)
         assert set(served) == {0, 1, 2}, "whichever replica serves them"
-        assert len(received_with(upstream, tag)) == len(served)
+        assert len(received_with(upstream, tag)) == 60
     finally:
+        await drop_prefix(client, prefix)
+        await client.aclose()
+
+
+async def test_the_shared_window_slides_on_redis_time() -> None:
+    client, prefix = await redis_or_skip(), redis_prefix()
+    replicas = [RedisLimiter(REDIS_URL, prefix, period_ms=1500.0) for _ in range(2)]
+    try:
+        scopes = [Scope("key:slide", Limits(rpm=3))]
+        first = [await replicas[0].acquire(scopes, 1)]
+        await asyncio.sleep(0.6)
+        later = [await replicas[index % 2].acquire(scopes, 1) for index in range(4)]
+        assert [decision.allowed for decision in first + later] == [True, True, True, False, False]
+        assert 0.6 < later[-1].retry_after_s < 1.0, "until the oldest admission leaves"
+        await asyncio.sleep(later[-1].retry_after_s + 0.05)
+        after = [await replicas[1].acquire(scopes, 1) for _ in range(2)]
+        assert [decision.allowed for decision in after] == [True, False], "one left the window: one more fits"
+        assert len(await client.zrange(replicas[0].rate_key("key:slide", "requests"), 0, -1)) == 3
+    finally:
+        for replica in replicas:
+            await replica.close()
         await drop_prefix(client, prefix)
         await client.aclose()

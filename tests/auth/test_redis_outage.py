@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,7 +17,15 @@ import pytest
 from router.auth_keys.records import hash_key, new_key
 from router.auth_keys.store import open_key_store
 from router.replay.runner import BackgroundServer
-from tests.auth.helpers import REDIS_URL, ask_anthropic, ask_openai, drop_prefix, redis_or_skip, redis_prefix
+from tests.auth.helpers import (
+    REDIS_URL,
+    RedisRelay,
+    ask_anthropic,
+    ask_openai,
+    drop_prefix,
+    redis_or_skip,
+    redis_prefix,
+)
 from tests.support import ProxyFactory, marker, proxy_settings, received_with
 
 BOUND_S = 5.0
@@ -44,68 +50,6 @@ def refused_redis() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"redis://127.0.0.1:{port}/0"
-
-
-class RedisRelay:
-    """A TCP relay to the real Redis, on an event loop of its own; `cut()` stops relaying while every connection
-    stays open and new ones are still accepted (a Redis that stopped answering), `restore()` relays again."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._cut = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.url = ""
-
-    def __enter__(self) -> RedisRelay:
-        self._thread.start()
-        opening = asyncio.start_server(self._connection, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(opening, self._loop).result(5)
-        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def cut(self) -> None:
-        self._cut.set()
-
-    def restore(self) -> None:
-        self._cut.clear()
-
-    async def _close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:  # both ends of every connection: each pipe reads its end and returns
-            writer.close()
-        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        await asyncio.wait(tasks, timeout=2) if tasks else None
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers.add(upstream_writer)
-        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer),
-                             return_exceptions=True)
-
-    async def _pipe(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                if not self._cut.is_set():  # cut: the bytes go nowhere, the connection stays open
-                    target.write(data)
-                    await target.drain()
-        finally:
-            target.close()
 
 
 def keyed_proxy(proxy_factory: ProxyFactory, upstream: BackgroundServer, redis_url: str, policy: str, rpm: int = 3,
