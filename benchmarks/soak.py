@@ -1,7 +1,8 @@
 """Soak test: the proxy at a steady rate for minutes while a third of its clients give up early; its memory over
 time, the upstream work left running once the clients have left, and how long a SIGTERM then takes.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 10] [--rate 1000] [--variants default cascade] [--workdir DIR]
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--rate 1000] [--variants default cascade] [--cache-max-mb 2]
+                                        [--max-slope 1] [--workdir DIR]
 
 Each variant runs `cascadeflow proxy start` (one worker, its state in SQLite under the work directory) in front of
 the replay upstream (`router.replay`, scripted answers after `--latency-ms`, streams paced), which runs in this
@@ -12,9 +13,13 @@ does not slow the next) and cycle through the fault test's kinds (three dialects
 model, pass-through, translated; `faults.py`), asking the labelled data's real questions in turn (each comes round
 again after the 1,100-odd others), a quarter of them at temperature 0, which the cache may answer. A third of the
 clients give up after a random 10 to 500 ms, closing their connection. The proxy's RSS is sampled every
-`--sample-s`. Once every client has an answer or has given up, within `--settle-s` the upstream must serve nothing
-and the proxy hold no request body; then SIGTERM, timed against `server.shutdown_grace_s`. The exit code is 0
-when no answer was a 5xx or broken, nothing was left running and the stop was graceful and in time.
+`--sample-s`, beside the semantic cache's entries and bytes (`/ready`), and fitted by least squares over the last
+half of the run (MB a minute: "flat" as a number). The cache legitimately grows until `cache.max_bytes`; the
+`cascade` variant runs with `--cache-max-mb` (2 MB by default) so that it reaches its bound within the run and the
+fit shows what memory does past it (the default 256 MB would not fill in ten minutes). Once every client has an
+answer or has given up, within `--settle-s` the upstream must serve nothing and the proxy hold no request body;
+then SIGTERM, timed against `server.shutdown_grace_s`. The exit code is 0 when no answer was a 5xx or broken,
+nothing was left running, the stop was graceful and in time, and the fit was within `--max-slope` MB a minute.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import itertools
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -56,6 +62,10 @@ CACHEABLE_SHARE = 0.25
 """Requests sent at temperature 0, which the semantic cache may answer (the others are sampled: it may not)."""
 GRACE_S = 30.0
 """The proxy's `server.shutdown_grace_s` (its default)."""
+CACHE_MAX_MB = 2.0
+"""The cascade variant's `cache.max_bytes`, in MB: about 400 entries, filled in about 3 minutes at 1,000 a minute."""
+MAX_SLOPE_MB_MIN = 1.0
+"""The steepest RSS fit over the last half of the run that counts as flat."""
 
 
 class Counted:
@@ -88,6 +98,9 @@ class Soak:
     categories: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     rss_kb: list[tuple[float, int]] = field(default_factory=list)
+    cache: list[tuple[float, int, int]] = field(default_factory=list)
+    """(seconds, entries, bytes) of the semantic cache at each RSS sample (none with the cache off)."""
+    max_slope_mb_min: float = MAX_SLOPE_MB_MIN
     upstream_calls: int = 0
     upstream_in_flight_after: int = -1
     settled_s: float = -1.0
@@ -104,14 +117,33 @@ class Soak:
         return sum(count for status, count in self.statuses.items() if status >= 500)
 
     @property
+    def rss_slope_mb_min(self) -> float:
+        """The least-squares slope of RSS over the last half of the run, in MB a minute (0 with too few samples)."""
+        return rss_slope(self.rss_kb)
+
+    @property
     def passed(self) -> bool:
         bad = self.categories["bad_body"] + self.categories["broken"] + self.categories["hung"]
         return (self.sent > 0 and self.server_errors == 0 and bad == 0 and self.upstream_in_flight_after == 0
-                and self.bodies_held_after == 0 and self.graceful and self.stop.get("stop s", 1e9) <= GRACE_S)
+                and self.bodies_held_after == 0 and self.graceful and self.stop.get("stop s", 1e9) <= GRACE_S
+                and self.rss_slope_mb_min <= self.max_slope_mb_min)
 
 
-def proxy_config(variant: str, upstream: str, work: Path) -> dict[str, Any]:
-    """The default configuration with the upstream as its providers; `cascade` adds rules, cache, learned router."""
+def rss_slope(samples: list[tuple[float, int]]) -> float:
+    """MB a minute: the least-squares line through the (seconds, kB) samples of the last half of the run."""
+    if len(samples) < 3:
+        return 0.0
+    half = samples[-1][0] / 2
+    late = [(at, kb) for at, kb in samples if at >= half]
+    if len(late) < 3 or len({at for at, _ in late}) < 2:
+        return 0.0
+    slope, _ = statistics.linear_regression([at for at, _ in late], [kb for _, kb in late])
+    return slope * 60 / 1024
+
+
+def proxy_config(variant: str, upstream: str, work: Path, cache_max_mb: float = CACHE_MAX_MB) -> dict[str, Any]:
+    """The default configuration with the upstream as its providers; `cascade` adds rules, the cache (bounded at
+    `cache_max_mb`) and the learned router."""
     config: dict[str, Any] = {
         "data_dir": str(work),
         "providers": {"anthropic": {"kind": "anthropic", "base_url": upstream, "api_key": "sk-soak"},
@@ -122,7 +154,7 @@ def proxy_config(variant: str, upstream: str, work: Path) -> dict[str, Any]:
         config["cascade_rules"] = [{"request_model": strong, "draft_model": draft, "verifier_model": strong}
                                    for strong, draft in (("claude-opus-4-8", "claude-haiku-4-5"),
                                                          ("gpt-4o", "gpt-4o-mini"))]
-        config["cache"] = {"enabled": True}
+        config["cache"] = {"enabled": True, "max_bytes": int(cache_max_mb * 1024 * 1024)}
         config["learned_router"] = {"enabled": True}
     return config
 
@@ -149,10 +181,10 @@ async def one(session: aiohttp.ClientSession, url: str, number: int, body: dict[
     timeout = aiohttp.ClientTimeout(total=give_up_s if give_up_s is not None else PATIENT_S)
     try:
         async with session.post(url + PATHS[kind.dialect], json=body, headers=headers, timeout=timeout) as response:
-            body = await response.read()
+            answer = await response.read()
             soak.statuses[response.status] += 1
             category = classify(kind.dialect, kind.stream, response.status, response.headers.get("content-type", ""),
-                                body)
+                                answer)
     except TimeoutError:
         category = "gave_up" if give_up_s is not None else "hung"
     except aiohttp.ClientError:
@@ -160,9 +192,20 @@ async def one(session: aiohttp.ClientSession, url: str, number: int, body: dict[
     soak.categories[category] += 1
 
 
-async def sample_rss(pid: int, every_s: float, soak: Soak, started: float) -> None:
+async def cache_size(session: aiohttp.ClientSession, url: str) -> tuple[int, int] | None:
+    """The semantic cache's entries and bytes (`/ready`), or None when it is off."""
+    async with session.get(url + "/ready") as response:
+        cache = (await response.json()).get("checks", {}).get("cache")
+    return (int(cache["entries"]), int(cache["bytes"])) if isinstance(cache, dict) and "bytes" in cache else None
+
+
+async def sample_rss(session: aiohttp.ClientSession, url: str, pid: int, every_s: float, soak: Soak,
+                     started: float) -> None:
     while True:
-        soak.rss_kb.append((round(time.monotonic() - started, 1), memory_kb(tree(pid), "VmRSS")))
+        at = round(time.monotonic() - started, 1)
+        soak.rss_kb.append((at, memory_kb(tree(pid), "VmRSS")))
+        if (size := await cache_size(session, url)) is not None:
+            soak.cache.append((at, *size))
         await asyncio.sleep(every_s)
 
 
@@ -206,20 +249,21 @@ async def settle(session: aiohttp.ClientSession, url: str, upstream: Counted, wi
 
 async def run_soak(variant: str, seconds: float, rate_per_min: float, work: Path, *, seed: int = 7,
                    latency_s: float = 0.2, stream_delay_s: float = 0.01, sample_s: float = 5.0,
-                   settle_s: float = 5.0) -> Soak:
+                   settle_s: float = 5.0, cache_max_mb: float = CACHE_MAX_MB,
+                   max_slope_mb_min: float = MAX_SLOPE_MB_MIN) -> Soak:
     """One variant: upstream, proxy, load, settling, SIGTERM."""
-    soak = Soak(variant, seconds, rate_per_min)
+    soak = Soak(variant, seconds, rate_per_min, max_slope_mb_min=max_slope_mb_min)
     upstream = Counted(create_upstream_app(ScriptedSource(), latency_s=latency_s, stream_delay_s=stream_delay_s))
     with BackgroundServer(upstream) as server:
         config = work / "config.yaml"
-        config.write_text(json.dumps(proxy_config(variant, server.url, work), indent=2))
+        config.write_text(json.dumps(proxy_config(variant, server.url, work, cache_max_mb), indent=2))
         port = free_port()
         url, log = f"http://127.0.0.1:{port}", work / "proxy.log"
         proxy = start_proxy(config, port, log)
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 await wait_proxy_ready(session, url, proxy)
-                sampler = asyncio.create_task(sample_rss(proxy.pid, sample_s, soak, time.monotonic()))
+                sampler = asyncio.create_task(sample_rss(session, url, proxy.pid, sample_s, soak, time.monotonic()))
                 calls_before = upstream.served
                 await load(session, url, soak, seed)
                 await settle(session, url, upstream, settle_s, soak)
@@ -233,6 +277,13 @@ async def run_soak(variant: str, seconds: float, rate_per_min: float, work: Path
             if proxy.poll() is None:
                 proxy.kill()
     return soak
+
+
+def _cache_row(soak: Soak) -> str:
+    if not soak.cache:
+        return "cache off"
+    (_, first, first_bytes), (_, last, last_bytes) = soak.cache[0], soak.cache[-1]
+    return f"{first} / {first_bytes / 2**20:.1f} -> {last} / {last_bytes / 2**20:.1f}"
 
 
 def report(soaks: list[Soak]) -> str:
@@ -253,6 +304,9 @@ def report(soaks: list[Soak]) -> str:
                                            f"{soak.categories['bad_body']}"),
             ("upstream calls", soak.upstream_calls),
             ("RSS first / last / max (MB)", f"{rss[0] / 1024:.0f} / {rss[-1] / 1024:.0f} / {max(rss) / 1024:.0f}"),
+            ("RSS fit over the last half (MB/min)", f"{soak.rss_slope_mb_min:+.2f} (flat: within "
+                                                    f"{soak.max_slope_mb_min:g})"),
+            ("cache entries / MB first / last", _cache_row(soak)),
             ("upstream in flight after the clients left", soak.upstream_in_flight_after),
             ("request body bytes held by the proxy after", f"{soak.bodies_held_after:g}"),
             ("  both settled within (s)", soak.settled_s),
@@ -263,8 +317,11 @@ def report(soaks: list[Soak]) -> str:
         title = (f"soak, {soak.variant}: {soak.seconds / 60:g} min at {soak.rate_per_min:g} requests a minute"
                  f" ({'PASS' if soak.passed else 'FAIL'})")
         parts.append(table(title, ["measure", "value"], rows))
-        samples = ", ".join(f"{at:g}s {kb / 1024:.0f}" for at, kb in soak.rss_kb[:: max(1, len(soak.rss_kb) // 12)])
-        parts.append(f"RSS samples (MB): {samples}")
+        cache = {at: (entries, size) for at, entries, size in soak.cache}
+        samples = ", ".join(f"{at:g}s {kb / 1024:.0f}" + (f" ({cache[at][0]} entries, {cache[at][1] / 2**20:.1f})"
+                                                           if at in cache else "")
+                            for at, kb in soak.rss_kb[:: max(1, len(soak.rss_kb) // 12)])
+        parts.append(f"RSS samples (MB{', cache entries and MB' if cache else ''}): {samples}")
     parts.append("PASS" if all(soak.passed for soak in soaks) else "FAIL")
     return "\n\n".join(parts)
 
@@ -279,6 +336,11 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling interval (default: 5)")
     parser.add_argument("--settle-s", type=float, default=5.0,
                         help="how long the upstream may still be busy after the clients left (default: 5)")
+    parser.add_argument("--cache-max-mb", type=float, default=CACHE_MAX_MB,
+                        help=f"the cascade variant's cache.max_bytes in MB (default: {CACHE_MAX_MB:g})")
+    parser.add_argument("--max-slope", type=float, default=MAX_SLOPE_MB_MIN,
+                        help=f"the steepest RSS fit over the last half, MB a minute, that passes as flat "
+                             f"(default: {MAX_SLOPE_MB_MIN:g})")
     parser.add_argument("--seed", type=int, default=7, help="seed of the clients' timeouts (default: 7)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where configs, logs and databases go (default: a temporary directory)")
@@ -290,7 +352,8 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         soaks.append(asyncio.run(run_soak(variant, args.minutes * 60, args.rate, work, seed=args.seed,
                                           latency_s=args.latency_ms / 1000, sample_s=args.sample_s,
-                                          settle_s=args.settle_s)))
+                                          settle_s=args.settle_s, cache_max_mb=args.cache_max_mb,
+                                          max_slope_mb_min=args.max_slope)))
     print(report(soaks))
     print(f"\nwork directory: {base}")
     return 0 if all(soak.passed for soak in soaks) else 1

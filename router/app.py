@@ -16,16 +16,19 @@ from starlette.types import Message, Receive, Scope, Send
 
 from router import __version__
 from router.api import admin, dashboard, llm, meta, usage
-from router.api.errors import install_error_handlers, render_exception
+from router.api.errors import install_error_handlers, render_exception, request_dialect
 from router.api.llm import HOT_PATHS
-from router.errors import UpstreamError
+from router.errors import ShuttingDownError, UpstreamError
 from router.metrics import Metrics
 from router.observability.middleware import observe
 from router.observability.tracing import Tracing
+from router.protocol.sse import CHAT_DONE
+from router.protocol.streams import error_frame
 from router.reload import ConfigReloader, ConfigSource
 from router.services import Services
 from router.settings import Settings, load_settings
 from router.shutdown import Deadline, ShutdownPlan
+from router.types import Dialect
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -56,8 +59,12 @@ class HotPathApp:
         services: Services | None = getattr(self.state, "services", None)
         hold = services.bodies.hold() if services is not None else None
         scope.setdefault("state", {})["body_hold"] = hold  # the request's body is held from its reading to here
+        answer = _Answer(send)
         try:
-            await self._route(scope, receive, send)
+            await self._route(scope, receive, answer)
+        except asyncio.CancelledError:
+            if not await _cut_at_shutdown(scope, receive, answer):
+                raise
         finally:
             if hold is not None:  # the request has ended: answered, failed, cancelled or its client gone
                 hold.release()
@@ -115,6 +122,51 @@ def _first_byte_timer(send: Send, metrics: Metrics, started: float, labels: dict
         await send(message)
 
     return timed
+
+
+class _Answer:
+    """A request's `send`, noting how far its answer has gone: started, an event stream, ended."""
+
+    __slots__ = ("send", "started", "stream", "ended")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = self.stream = self.ended = False
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            self.stream = any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                              for name, value in message.get("headers") or ())
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.ended = True
+        await self.send(message)
+
+
+async def _cut_at_shutdown(scope: Scope, receive: Receive, answer: _Answer) -> bool:
+    """End an answer uvicorn cancelled at the end of the answers' share of the grace (router/shutdown.py) in its
+    dialect, instead of uvicorn's plain-text 500 or a cut connection: a 503 with `retry-after` if nothing was sent
+    yet, or a stream's error event (the one a failing upstream gets, then `[DONE]` in a chat stream) and its end;
+    whether it was (a JSON body already begun cannot be: its connection is closed). uvicorn cancels a request's task
+    only then; the task ends here either way."""
+    task = asyncio.current_task()
+    if task is None or not task.cancelling():
+        return False
+    error = ShuttingDownError()
+    if not answer.started:
+        response = await render_exception(Request(scope, receive), error)
+        await response(scope, receive, answer)
+    elif answer.stream and not answer.ended:
+        dialect = Dialect(_PATH_LABELS.get(scope.get("path", ""), ("", request_dialect(Request(scope))))[1])
+        frames = error_frame(dialect, error.kind, error.message)
+        await answer({"type": "http.response.body", "more_body": False,
+                      "body": frames + CHAT_DONE if dialect is Dialect.OPENAI_CHAT else frames})
+        logger.warning("a stream on %s was cut at shutdown: it ends with an error event", scope.get("path"))
+    elif not answer.ended:
+        return False
+    task.uncancel()
+    return True
 
 
 GAUGE_INTERVAL_S = 5.0

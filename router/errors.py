@@ -12,6 +12,7 @@
         ├── ClientDisconnectedError 499  the client hung up before its answer began (its work is cancelled)
         ├── DependencyUnavailableError 503  shared state the request must be checked against cannot be read
         │   └── KeyStoreUnavailableError    the key store (a key not in the config cannot be checked)
+        ├── ShuttingDownError       503  the answer was still running when the shutdown's grace for answers ended
         └── UpstreamError                the provider could not give an answer
             ├── UpstreamStatusError      the provider answered an error status (relayed as is)
             ├── UpstreamTimeoutError 504 no answer in time
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 ErrorKind = str
@@ -131,6 +133,19 @@ class KeyStoreUnavailableError(DependencyUnavailableError):
         super().__init__(message, dependency="key_store")
 
 
+class ShuttingDownError(ProxyError):
+    """The proxy is shutting down and the request's answer was still running when the answers' share of
+    `server.shutdown_grace_s` ended (router/shutdown.py): worth retrying, on another replica or once restarted."""
+
+    status = 503
+    kind = "overloaded_error"
+
+    def __init__(self, message: str = "the proxy is shutting down and could not finish this answer in time; "
+                                      "retry it", *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class UpstreamError(ProxyError):
     """The provider could not give an answer."""
 
@@ -199,6 +214,16 @@ STATUS_KINDS: dict[int, ErrorKind] = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+OPENAI_CODES: Mapping[ErrorKind, str] = MappingProxyType({"rate_limit_error": "rate_limit_exceeded"})
+"""The `code` of an OpenAI error body where it is not the error kind itself: OpenAI's own for a rate limit's 429."""
+
+
+def openai_code(kind: ErrorKind) -> str:
+    """The `code` of an OpenAI-dialect error body for an error kind (every 429 the proxy makes says
+    `rate_limit_exceeded`, as OpenAI's own do)."""
+    return OPENAI_CODES.get(kind, kind)
 
 
 def kind_for_status(status: int) -> ErrorKind:

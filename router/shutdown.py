@@ -1,13 +1,15 @@
 """The shutdown's time: `server.shutdown_grace_s` bounds the whole of it, from the signal to the process's exit.
 
 uvicorn first lets the answers in flight (streams too) finish for a whole number of seconds, then cancels what is
-left and runs the application's shutdown, the stop: background work (cache writes, labels) gets at most half of it
-and is then cancelled (what it spent is posted), the outcome log and the spend ledger write what is queued (what
-they cannot write in time stays in their journals and is written at the next start), the cache writes its
-snapshot, connections close and traces are exported, every step within what is left of one deadline. The grace is
-split between the two: the stop gets a quarter of it, at most STOP_BUDGET_S, less uvicorn's own steps around them;
-the answers get the rest, rounded down to whole seconds (uvicorn's `timeout_graceful_shutdown` is an int). An
-orchestrator's kill timeout (Kubernetes' terminationGracePeriodSeconds) of `shutdown_grace_s` is then enough.
+left (router/app.py ends each such answer in its client's dialect: a 503 `ShuttingDownError` with `retry-after`,
+or a stream's error event and end, never uvicorn's plain-text 500) and runs the application's shutdown, the stop:
+background work (cache writes, labels) gets at most half of it and is then cancelled (what it spent is posted),
+the outcome log and the spend ledger write what is queued (what they cannot write in time stays in their journals
+and is written at the next start), the cache writes its snapshot, connections close and traces are exported,
+every step within what is left of one deadline. The grace is split between the two: the stop gets a quarter of
+it, at most STOP_BUDGET_S, less uvicorn's own steps around them; the answers get the rest, rounded down to whole
+seconds (uvicorn's `timeout_graceful_shutdown` is an int). An orchestrator's kill timeout (Kubernetes'
+terminationGracePeriodSeconds) of `shutdown_grace_s` is then enough.
 """
 
 from __future__ import annotations

@@ -1,23 +1,25 @@
 """A shutdown ends within `server.shutdown_grace_s`, from SIGTERM to the process's exit: answers in flight get
 their share of it, and every step of the application's stop after them shares one deadline (router/shutdown.py),
-even with requests and background work stuck on an upstream that never answers."""
+even with requests and background work stuck on an upstream that never answers; an answer still running when its
+share ends gets a clean error in its dialect (a 503, or a stream's error event and end), never a plain-text 500."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from benchmarks.kill_durability import free_port, start_proxy, wait_ready
-from router.replay.runner import BackgroundServer
+from router.protocol.sse import SSEDecoder
 from router.shutdown import SERVER_STEPS_S, Deadline, ShutdownPlan
-from tests.pipeline.test_abandon import DRAFT, STRONG, Stalls, stalling_upstream, wait_for
+from tests.stalling import ASK, stalled_proxy, wait_for
 
 GRACE_S = 3.0
 SLACK_S = 0.5
@@ -46,54 +48,91 @@ async def test_the_steps_of_a_stop_share_one_deadline(caplog: pytest.LogCaptureF
         "stopping a stuck step", "stopping another stuck step", "stopping a step after the deadline"]
 
 
+@dataclass(frozen=True)
+class Stuck:
+    """A request whose answer the stalling upstream never finishes."""
+
+    path: str
+    model: str
+    stream: bool
+
+    @property
+    def dialect(self) -> str:
+        return {"/v1/messages": "anthropic", "/v1/chat/completions": "chat"}.get(self.path, "responses")
+
+    def body(self) -> dict[str, object]:
+        question = [{"role": "user", "content": f"Stuck on {self.path} ({self.stream})"}]
+        if self.dialect == "responses":
+            return {"model": self.model, "input": question, "stream": self.stream}
+        return {"model": self.model, "max_tokens": 64, "messages": question, "stream": self.stream}
+
+
+PASS_THROUGH = "claude-sonnet-4-5"
+STUCK = [Stuck(path, PASS_THROUGH, stream) for path in ("/v1/messages", "/v1/chat/completions", "/v1/responses")
+         for stream in (False, True)]
+"""Pass-through in the three dialects (translated for the OpenAI ones), each as JSON and as a stream."""
+
+
+def ask(url: str, stuck: Stuck) -> httpx.Response:
+    """The whole answer (read to its end)."""
+    headers = {**ASK, "authorization": "Bearer k"}
+    with httpx.stream("POST", url + stuck.path, timeout=60, headers=headers, json=stuck.body()) as reply:
+        reply.read()
+    return reply
+
+
+def check_cut(stuck: Stuck, reply: httpx.Response) -> None:
+    """A JSON request gets a 503 in its dialect with retry-after; a stream that had begun ends with its dialect's
+    error event, then only `[DONE]` in a chat stream."""
+    if not stuck.stream:
+        assert reply.status_code == 503 and int(reply.headers["retry-after"]) >= 1, reply.text
+        assert reply.headers["content-type"] == "application/json"
+        body = reply.json()
+        error = body["error"]
+        assert error["type"] == "overloaded_error" and "shutting down" in error["message"]
+        assert body["type"] == "error" if stuck.dialect == "anthropic" else error["code"] == "overloaded_error"
+        return
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+    decoder = SSEDecoder()
+    events = decoder.feed(reply.content) + decoder.flush()
+    assert len(events) >= 2, "the stream had begun before it was cut"
+    if stuck.dialect == "chat":
+        assert events[-1].data == "[DONE]" and events[-1].event is None
+        last = json.loads(events[-2].data)
+        assert last["error"]["type"] == "overloaded_error" and "shutting down" in last["error"]["message"]
+        assert all(event.data != "[DONE]" for event in events[:-1])
+        return
+    last = json.loads(events[-1].data)
+    assert events[-1].event == "error" == last["type"]
+    message = last["error"]["message"] if stuck.dialect == "anthropic" else last["message"]
+    assert "shutting down" in message
+
+
 @pytest.mark.slow  # a proxy process
 def test_a_proxy_with_stuck_requests_and_background_work_exits_within_its_grace(tmp_path: Path) -> None:
-    stalls = Stalls()
-    with BackgroundServer(stalling_upstream(stalls, answered=frozenset({DRAFT}))) as server:
-        port = free_port()
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"data_dir: \"{tmp_path}\"\n"
-            f"server: {{host: 127.0.0.1, port: {port}, shutdown_grace_s: {GRACE_S}}}\n"
-            f"providers:\n  anthropic: {{base_url: \"{server.url}\", api_key: sk-proxy}}\n"
-            "embedding: {enabled: false}\nlearned_router: {enabled: false}\nverifier: {enabled: false}\n"
-            "labels: {exploration_rate: 1.0}\nreload: {watch: false}\n"
-            f"cascade_rules: [{{request_model: {STRONG}, draft_model: {DRAFT}, verifier_model: {STRONG}, "
-            "quality_threshold: 0.0}]\n")
-        log = tmp_path / "proxy.log"
-        proxy = start_proxy(config, log)
-        base, answers = f"http://127.0.0.1:{port}", []
-        try:
-            wait_ready(base, proxy)
-            ask = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
-            reply = httpx.post(base + "/v1/messages", timeout=30, headers=ask, json={
-                "model": STRONG, "max_tokens": 64, "messages": [{"role": "user", "content": "The capital of Peru?"}]})
-            assert reply.status_code == 200 and reply.headers["x-cascadeflow-route"] == "draft"
-            wait_for(lambda: STRONG in stalls.models)  # the exploration of the accepted draft: stuck upstream
+    answers: dict[Stuck, httpx.Response | str] = {}
+    with stalled_proxy(tmp_path, grace_s=GRACE_S) as proxy:
+        proxy.explore_a_draft()  # its exploration of the strong model: background work, stuck upstream
 
-            def stuck(stream: bool) -> None:  # the strong model's answer never comes (a stream stops after its start)
-                try:
-                    answers.append(httpx.post(base + "/v1/messages", timeout=60, headers=ask, json={
-                        "model": STRONG, "max_tokens": 64, "stream": stream, "messages": [
-                            {"role": "user", "content": f"Stuck {stream}"}]}).status_code)
-                except httpx.HTTPError as exc:
-                    answers.append(type(exc).__name__)
+        def stuck(request: Stuck) -> None:
+            try:
+                answers[request] = ask(proxy.url, request)
+            except httpx.HTTPError as exc:
+                answers[request] = type(exc).__name__
 
-            clients = [threading.Thread(target=stuck, args=(stream,), daemon=True) for stream in (False, True)]
-            for client in clients:
-                client.start()
-            wait_for(lambda: stalls.models.count(STRONG) == 3)
-            proxy.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            code = proxy.wait(timeout=30)
-            took = time.monotonic() - started
-        finally:
-            if proxy.poll() is None:
-                proxy.kill()
-                proxy.wait()
-        text = log.read_text(errors="replace")
-        assert took < GRACE_S + SLACK_S, f"shutdown took {took:.2f} s with a grace of {GRACE_S} s\n{text[-3000:]}"
-        assert code == -signal.SIGTERM and "Application shutdown complete." in text
+        clients = [threading.Thread(target=stuck, args=(request,), daemon=True) for request in STUCK]
         for client in clients:
-            client.join(10)
-        assert len(answers) == 2, "each stuck client got an answer or a closed connection"
+            client.start()
+        wait_for(lambda: proxy.stalls.models.count(PASS_THROUGH) == len(STUCK))
+        time.sleep(0.2)  # the streams' first events reach their clients
+        code, took = proxy.terminate()
+        text = proxy.log.read_text(errors="replace")
+    assert took < GRACE_S + SLACK_S, f"shutdown took {took:.2f} s with a grace of {GRACE_S} s\n{text[-3000:]}"
+    assert code == -signal.SIGTERM and "Application shutdown complete." in text
+    for client in clients:
+        client.join(10)
+    assert "Exception in ASGI application" not in text, text[-3000:]
+    for request in STUCK:
+        reply = answers.get(request)
+        assert isinstance(reply, httpx.Response), f"{request}: {reply}"
+        check_cut(request, reply)

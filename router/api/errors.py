@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from router.errors import ProxyError, UpstreamStatusError, kind_for_status
+from router.errors import ProxyError, UpstreamStatusError, kind_for_status, openai_code
 from router.protocol.chat_response import anthropic_error_to_chat, chat_error_to_anthropic
 from router.types import Dialect, JSONObject
 
@@ -42,7 +42,7 @@ def error_body(dialect: Dialect, kind: str, message: str, request_id: str, param
     """An error body in a dialect."""
     if dialect is Dialect.ANTHROPIC:
         return {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
-    return {"error": {"message": message, "type": kind, "param": param, "code": kind}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": openai_code(kind)}}
 
 
 def error_response(request: Request, status: int, kind: str, message: str, param: str | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import anthropic
@@ -175,3 +177,38 @@ def test_mid_stream_failure_ends_with_openai_error(proxy: BackgroundServer, mode
         for _ in client.chat.completions.create(model=model, stream=True,
                                                 messages=[{"role": "user", "content": f"long {directive}"}]):
             pass
+
+
+def test_every_429_of_the_openai_dialect_has_the_rate_limit_code(proxy_factory: ProxyFactory,
+                                                                 upstream: BackgroundServer) -> None:
+    """The proxy's own 429s (the rate limiter's, the body cap's, an Anthropic upstream's translated) agree on
+    OpenAI's code; an OpenAI upstream's own body is relayed as it came."""
+    patient, limited = "key-patient-" + marker(), "key-limited-" + marker()
+    keys = [{"key_sha256": hash_key(patient), "user": "patient"},
+            {"key_sha256": hash_key(limited), "user": "limited", "rpm": 1}]
+    proxy = proxy_factory(proxy_settings(upstream.url, server={"max_inflight_body_bytes": 64 * 1024},
+                                         auth={"keys": keys}))
+
+    def chat(key: str, text: str, path: str = "/v1/chat/completions", model: str = "gpt-4o-mini") -> httpx.Response:
+        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": text}]}
+        if path == "/v1/responses":
+            body = {"model": "gpt-4o-mini", "input": text}
+        return httpx.post(proxy.url + path, json=body, timeout=30, headers={"authorization": f"Bearer {key}"})
+
+    assert chat(limited, "hi").status_code == 200
+    refusals = {"rate limiter": chat(limited, "hi again"),
+                "upstream (translated)": chat(patient, "[[status:429 retry:2]]", model="claude-sonnet-5")}
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as slow:  # 40 KB declared, then held
+        slow.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: " + patient.encode() +
+                     b"\r\ncontent-type: application/json\r\ncontent-length: 40000\r\n\r\n{")
+        bodies = proxy.app.state.services.bodies  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while bodies.in_flight < 40_000:
+            assert time.monotonic() < deadline, "the slow body was never held"
+            time.sleep(0.01)
+        refusals["body cap (chat)"] = chat(patient, "x" * 30_000)
+        refusals["body cap (responses)"] = chat(patient, "x" * 30_000, "/v1/responses")
+    for source, refusal in refusals.items():
+        assert refusal.status_code == 429 and refusal.headers["retry-after"], (source, refusal.text)
+        error = refusal.json()["error"]
+        assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded"), (source, error)

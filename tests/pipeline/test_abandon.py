@@ -5,86 +5,24 @@ at shutdown, background work nobody waits for is cancelled within its budget."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import signal
 import sqlite3
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
-from benchmarks.kill_durability import free_port, start_proxy, wait_ready
 from router.background import BackgroundTasks
 from router.metrics import Metrics
 from router.replay.runner import BackgroundServer
 from router.storage import open_outcome_log
+from tests.stalling import DRAFT, STRONG, Stalls, stalled_proxy, stalling_upstream, wait_for
 from tests.support import ProxyFactory, proxy_settings
 
-DRAFT, STRONG = "claude-haiku-4-5", "claude-opus-4-8"
 RULE = {"request_model": STRONG, "draft_model": DRAFT, "verifier_model": STRONG, "verify": {"samples": 2}}
-
-
-@dataclass
-class Stalls:
-    """What the stalling upstream saw: calls per model, and streams it saw cancelled (their client went away)."""
-
-    models: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def stalling_upstream(stalls: Stalls, answered: frozenset[str] = frozenset()) -> Starlette:
-    """Anthropic streams that start (100 input tokens, 1 output token) and then wait for a minute; the models in
-    `answered` finish theirs at once."""
-
-    async def messages(request: Request) -> Response:
-        model = (await request.json())["model"]
-        with stalls.lock:
-            stalls.models.append(model)
-
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                yield _event("message_start", {"type": "message_start", "message": {
-                    "id": "msg_stall", "type": "message", "role": "assistant", "model": model, "content": [],
-                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 100, "output_tokens": 1}}})
-                yield _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                     "content_block": {"type": "text", "text": ""}})
-                if model in answered:
-                    for event in FINISH:
-                        yield _event(event["type"], event)
-                    return
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                with stalls.lock:
-                    stalls.cancelled.append(model)
-                raise
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
-
-
-FINISH: list[dict[str, Any]] = [
-    {"type": "content_block_delta", "index": 0,
-     "delta": {"type": "text_delta", "text": "The capital of France is Paris."}},
-    {"type": "content_block_stop", "index": 0},
-    {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-     "usage": {"output_tokens": 9}},
-    {"type": "message_stop"}]
 
 
 @pytest.fixture
@@ -92,13 +30,6 @@ def stalling() -> Iterator[tuple[BackgroundServer, Stalls]]:
     stalls = Stalls()
     with BackgroundServer(stalling_upstream(stalls)) as server:
         yield server, stalls
-
-
-def wait_for(condition: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_a_client_that_hangs_up_mid_draft_cancels_its_draft_and_samples(
@@ -164,34 +95,8 @@ async def test_background_work_is_cancelled_when_its_budget_runs_out() -> None:
 
 @pytest.mark.slow  # a proxy process
 def test_shutdown_cancels_background_work_nobody_waits_for(tmp_path: Path) -> None:
-    stalls = Stalls()
-    with BackgroundServer(stalling_upstream(stalls, answered=frozenset({DRAFT}))) as server:
-        port = free_port()
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            f"server: {{host: 127.0.0.1, port: {port}, shutdown_grace_s: 2}}\n"
-            f"providers:\n  anthropic: {{base_url: \"{server.url}\", api_key: sk-proxy}}\n"
-            "embedding: {enabled: false}\nlearned_router: {enabled: false}\nverifier: {enabled: false}\n"
-            f"outcome_log: {{enabled: true, url: \"sqlite:///{tmp_path}/o.sqlite\"}}\n"
-            "labels: {exploration_rate: 1.0}\n"
-            f"cascade_rules: [{{request_model: {STRONG}, draft_model: {DRAFT}, verifier_model: {STRONG}, "
-            "quality_threshold: 0.0}]\n")
-        proxy = start_proxy(config, tmp_path / "proxy.log")
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(base, proxy)
-            reply = httpx.post(base + "/v1/messages", timeout=30, headers={"x-api-key": "k"},
-                               json={"model": STRONG, "max_tokens": 64,
-                                     "messages": [{"role": "user", "content": "The capital of France?"}]})
-            assert reply.status_code == 200 and reply.headers["x-cascadeflow-route"] == "draft"
-            wait_for(lambda: STRONG in stalls.models)  # the exploration of the accepted draft: stalled
-            proxy.send_signal(signal.SIGTERM)
-            started = time.monotonic()
-            proxy.wait(timeout=30)
-            took = time.monotonic() - started
-        finally:
-            if proxy.poll() is None:
-                proxy.kill()
-                proxy.wait()
+    with stalled_proxy(tmp_path, grace_s=2) as proxy:
+        proxy.explore_a_draft()  # the exploration of the accepted draft: stalled
+        _, took = proxy.terminate()
         assert took < 2 + 3, f"shutdown took {took:.1f}s"  # the grace period, and a margin for the flush
-        wait_for(lambda: STRONG in stalls.cancelled)  # the exploration's connection was closed
+        wait_for(lambda: STRONG in proxy.stalls.cancelled)  # the exploration's connection was closed
