@@ -22,8 +22,7 @@ from router.errors import ShuttingDownError, UpstreamError
 from router.metrics import Metrics
 from router.observability.middleware import observe
 from router.observability.tracing import Tracing
-from router.protocol.sse import CHAT_DONE
-from router.protocol.streams import error_frame
+from router.protocol.streams import closing_error
 from router.reload import ConfigReloader, ConfigSource
 from router.services import Services
 from router.settings import Settings, load_settings
@@ -159,9 +158,8 @@ async def _cut_at_shutdown(scope: Scope, receive: Receive, answer: _Answer) -> b
         await response(scope, receive, answer)
     elif answer.stream and not answer.ended:
         dialect = Dialect(_PATH_LABELS.get(scope.get("path", ""), ("", request_dialect(Request(scope))))[1])
-        frames = error_frame(dialect, error.kind, error.message)
         await answer({"type": "http.response.body", "more_body": False,
-                      "body": frames + CHAT_DONE if dialect is Dialect.OPENAI_CHAT else frames})
+                      "body": closing_error(dialect, error.kind, error.message)})
         logger.warning("a stream on %s was cut at shutdown: it ends with an error event", scope.get("path"))
     elif not answer.ended:
         return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +37,8 @@ from router.model_settings import ModelInfo
 from router.observability.settings import LoggingSettings, ReloadSettings, TracingSettings
 from router.paths import resolve_path, resolve_sqlite_url, state_base
 from router.resilience_settings import BreakerSettings, ResilienceSettings, RetrySettings
+from router.server_settings import ServerSettings as ServerSettings
+from router.server_settings import is_loopback as is_loopback
 from router.shared_state import DatabaseSettings, StateSettings, resolve_shared_names, without_nested_spellings
 from router.spend.settings import SpendSettings, resolve_spend
 
@@ -48,37 +49,6 @@ CONFIG_VARIABLE = "CASCADEFLOW_CONFIG"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen address is on loopback only (`localhost`, 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class ServerSettings(_Strict):
-    """Where the proxy listens and how much it accepts."""
-
-    host: str = "127.0.0.1"
-    open_without_keys: bool = False
-    """Deprecated: `auth.mode: open`. True lets a proxy without proxy keys in its config listen off loopback (it
-    stays pass-through only while the key store holds no key either)."""
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
-    """Larger request bodies get 413 before they are read whole (Anthropic's own limit is 32 MB)."""
-    max_inflight_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    """All request bodies held at once in this process (each worker): past it 429, or 413 for one body alone over it
-    (router/bodies.py). With its decoded JSON a body takes two to three times its size (more when made of many
-    tiny strings), so 256 MB keeps bodies under about 1 GB and still admits eight of the 32 MB maximum at once."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
-    """The whole shutdown, SIGTERM to exit: answers in flight (streams too) get it less a quarter (at most 5 s), the
-    writers and connections that quarter (router/shutdown.py)."""
 
 
 class ProviderSettings(_Strict):

@@ -9,6 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from router.api.deps import authenticate, client_call, get_services
 from router.api.disconnect import unless_disconnected
+from router.api.keepalive import answer_or_keepalive
 from router.errors import ProxyError
 from router.services import Services
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer
@@ -39,15 +40,21 @@ async def _serve(request: Request, dialect: Dialect, endpoint: Endpoint) -> Resp
         handled.append(admitted)
         return await services.pipeline.handle(admitted)
 
-    try:
-        answer = await unless_disconnected(request, services.authenticator.admitted(call, handle))
-    except ProxyError as error:
-        if not handled:  # admission failed (a limiter's store is down): counted, nothing to record
-            _rejected(services, dialect, endpoint, error.status_code)
-        raise
-    if not handled:  # refused by a rate limit or a budget: counted, nothing to record
-        _rejected(services, dialect, endpoint, answer.status)
-    return render(answer)
+    async def answered() -> Answer:
+        try:
+            answer = await unless_disconnected(request, services.authenticator.admitted(call, handle))
+        except ProxyError as error:
+            if not handled:  # admission failed (a limiter's store is down): counted, nothing to record
+                _rejected(services, dialect, endpoint, error.status_code)
+            raise
+        if not handled:  # refused by a rate limit or a budget: counted, nothing to record
+            _rejected(services, dialect, endpoint, answer.status)
+        return answer
+
+    keepalive_s = services.settings.server.stream_keepalive_s
+    if call.stream and keepalive_s > 0 and services.pipeline.may_draft(call):  # a draft may delay the answer
+        return await answer_or_keepalive(answered(), dialect, keepalive_s, render)
+    return render(await answered())
 
 
 def _rejected(services: Services, dialect: Dialect, endpoint: Endpoint, status: int) -> None:

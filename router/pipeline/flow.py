@@ -152,6 +152,11 @@ class Pipeline:
         return Plan("draft" if verdict.accepted else "escalated", verdict.reason, rule, draft, verdict,
                     "accepted" if verdict.accepted else "rejected")
 
+    def may_draft(self, call: ClientCall) -> bool:
+        """Whether a call may wait for a draft before its answer begins (its rule drafts unless told otherwise)."""
+        return call.endpoint is not Endpoint.COUNT_TOKENS and decide_route(
+            self._rules, call.model, call.body, call.headers).route == "draft"
+
     def reconfigure(self, rules: list[CascadeRule], model_info: ModelInfoTable | None = None, *,
                     spend_client_keys: bool | None = None) -> None:
         """Serve new requests by these rules, and when given this `model_info` and background-key policy (a reloaded

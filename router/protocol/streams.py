@@ -25,6 +25,12 @@ def error_frame(dialect: Dialect, kind: str, message: str) -> bytes:
     return encode_named({"type": "error", "code": kind, "message": message, "param": None})
 
 
+def closing_error(dialect: Dialect, kind: str, message: str) -> bytes:
+    """The frames that end a stream with an error in a dialect (Chat Completions then sends `[DONE]`)."""
+    frame = error_frame(dialect, kind, message)
+    return frame + CHAT_DONE if dialect is Dialect.OPENAI_CHAT else frame
+
+
 class ClientEncoder:
     """Turns hub events into frames of the client's dialect and guarantees a terminal frame."""
 
