@@ -3,13 +3,12 @@
 
 Only the settings in `RELOADABLE` take effect at once: the cascade rules (models, thresholds, cache and verify
 options), the model routing table, `model_info` (prices, from the next request's cost on, for the ledger and the
-budgets alike; limits and log-prob support, for new drafts and labels), `labels` (exploration, judge, grader,
-background keys), the verifier's and the learned router's thresholds, the cache's similarity threshold and
-sampling rule, and logging. Everything else (the listen address and workers, providers and their keys and
-timeouts, auth, storage, the encoder, artifacts, tracing) is held by objects built once at start-up; a change
-there is logged as waiting for a restart and shown by `GET /admin/config`. A request in flight keeps the
-settings it started with. (The budgets' worst-case estimate of a request's output length still reads the
-`model_info` limits of the start.)
+budgets alike; limits and log-prob support, for new drafts, labels and the budgets' worst-case estimates),
+`labels` (exploration, judge, grader, background keys), the verifier's and the learned router's thresholds, the
+cache's similarity threshold and sampling rule, and logging. Everything else (the listen address and workers,
+providers and their keys and timeouts, auth, storage, the encoder, artifacts, tracing) is held by objects built
+once at start-up; a change there is logged as waiting for a restart and shown by `GET /admin/config`. A request
+in flight keeps the settings it started with (and the budget hold it was admitted with).
 
 With several workers each polls the file itself; SIGHUP to the uvicorn supervisor restarts the workers.
 """
@@ -154,6 +153,8 @@ def apply(services: Services, settings: Settings) -> None:
     if services.ledger is not None:
         services.ledger.prices.reconfigure(settings.model_info)  # the ledger's and the budgets' one price book
         services.ledger.reconfigure(metric_models(settings))
+    if services.authenticator.budgets is not None:
+        services.authenticator.budgets.reconfigure(settings.cascade_rules, settings.model_info)
     labeler = services.recorder.labeler if services.recorder is not None else None
     if labeler is not None:
         labeler.reconfigure(settings.labels, settings.model_info)

@@ -6,15 +6,14 @@ by their time); tokens per minute `<prefix>:rl:<scope>:tokens`, a GCRA TAT in ms
 concurrency slots `<prefix>:cc:<scope>`, a sorted set of leases scored by their expiry. A lease lasts LEASE_TTL_MS:
 the replica renews all of its live leases in one call every LEASE_RENEW_S, so the slot of a replica that died
 frees itself within LEASE_TTL_MS. A lease whose release failed (Redis away) is kept and given back as soon as
-Redis answers again. When Redis cannot be reached (every call is bounded by `state.timeout_s`;
-router/storage/redis_health.py) the replica falls back to its own counters, or with `state.on_failure: closed`
-refuses the request with a 503.
+Redis answers again (renewals and retries: router/storage/redis_keeper.py, shared with the budgets' holds). When
+Redis cannot be reached (every call is bounded by `state.timeout_s`; router/storage/redis_health.py) the replica
+falls back to its own counters, or with `state.on_failure: closed` refuses the request with a 503.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.auth_keys.limits import (
@@ -34,7 +33,8 @@ from router.auth_keys.limits import (
     too_large,
 )
 from router.storage.redis_counters import RedisCounters
-from router.storage.redis_health import RedisHealth, StateUnavailable
+from router.storage.redis_health import RedisHealth
+from router.storage.redis_keeper import RedisKeeper
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -167,12 +167,9 @@ class RedisLimiter(RedisCounters):
         self.renew_s = renew_s
         self.period_ms = period_ms
         """The length of the rate windows (a minute; tests shorten it)."""
-        self._live: dict[str, tuple[str, ...]] = {}
-        """The leases this replica holds in Redis (lease → its slot keys), renewed while their requests run."""
-        self._unreleased: set[Entry] = set()
-        """Leases whose release failed, given back when Redis answers again."""
-        self._keeper: asyncio.Task[None] | None = None
-        self.health.on_recovery(self._recovered)
+        self._keeper: RedisKeeper[tuple[str, ...], Entry] = RedisKeeper(
+            self.health, renew=self._renew, write=self._give_back, renew_s=renew_s)
+        """Live leases (lease → its slot keys), renewed while their requests run; releases that failed, kept."""
 
     def rate_key(self, scope: str, metric: Metric) -> str:
         """The Redis key of one rate counter."""
@@ -185,7 +182,7 @@ class RedisLimiter(RedisCounters):
     @property
     def leases_held(self) -> int:
         """Leases this replica holds in Redis or has yet to give back."""
-        return len(self._live) + len(self._unreleased)
+        return self._keeper.count
 
     async def acquire(self, scopes: Sequence[Scope], tokens: int) -> Decision:
         """Admit or refuse in one script; while Redis is away this replica's own counters decide (or, closed,
@@ -213,15 +210,13 @@ class RedisLimiter(RedisCounters):
             return self.fallback.acquire_now(scopes, tokens)
         decision = _decision(reply, rates, capped, ticket)
         if decision.allowed and slots:
-            self._live[ticket.lease] = slots
-            self._keep()
+            self._keeper.hold(ticket.lease, slots)
         return decision
 
     def _lost(self, slots: tuple[str, ...], lease: str, sent: bool) -> None:
         """A script sent whose answer never came may have taken its lease: give it back with the unreleased."""
         if sent and slots:
-            self._unreleased.update((key, lease) for key in slots)
-            self._keep()
+            self._keeper.owe((key, lease) for key in slots)
 
     def adjust(self, ticket: Ticket, delta: int) -> None:
         """Correct the token counters in the background (the record step cannot wait)."""
@@ -234,80 +229,36 @@ class RedisLimiter(RedisCounters):
 
     def release(self, ticket: Ticket) -> None:
         """Give the leases back in the background (kept, and given back later, if Redis does not answer)."""
-        slots = self._live.pop(ticket.lease, None)
+        slots = self._keeper.drop(ticket.lease)
         if slots is None:
             slots = tuple(self.slots_key(s.name) for s in ticket.scopes if s.limits.max_concurrent is not None)
-        self._spawn(self._give_back({(key, ticket.lease) for key in slots}))
+        self._spawn(self._keeper.write({(key, ticket.lease) for key in slots}))
 
     async def _give_back(self, entries: set[Entry]) -> None:
-        """Remove leases from their sorted sets in one pipelined call; those it could not remove are kept."""
-        if not entries:
-            return
-        try:
-            await self._run(lambda: self._remove(entries))
-        except StateUnavailable:
-            self._unreleased |= entries
-            self._keep()
-        else:
-            self._unreleased -= entries
+        """Remove leases from their sorted sets in one pipelined call (StateUnavailable: the keeper keeps them)."""
 
-    async def _remove(self, entries: set[Entry]) -> None:
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for key, member in entries:
-                pipe.zrem(key, member)
-            await pipe.execute()
+        async def remove() -> None:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key, member in entries:
+                    pipe.zrem(key, member)
+                await pipe.execute()
 
-    async def _renew(self) -> None:
+        await self._run(remove)
+
+    async def _renew(self, live: Mapping[str, tuple[str, ...]]) -> None:
         """Push back the expiry of every live lease, in one call."""
         keys: list[str] = []
         args: list[int | str] = [self.lease_ttl_ms]
-        for lease, slots in self._live.items():
+        for lease, slots in live.items():
             keys += slots
             args += [lease] * len(slots)
         if keys:
-            try:
-                await self._run(lambda: self._script("renew")(keys=keys, args=args))
-            except StateUnavailable:
-                pass  # the leases last LEASE_TTL_MS: the next renewal may still reach them
-
-    def _keep(self) -> None:
-        """Start the keeper of this replica's leases, unless it runs."""
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
-
-    async def _keep_leases(self) -> None:
-        """While leases are live or unreleased: renew the live ones every `renew_s`, and give the unreleased ones
-        back once Redis answers (a background PING looks for it every second meanwhile)."""
-        tick = min(1.0, self.renew_s)
-        loop = asyncio.get_running_loop()
-        renewed_at = loop.time()
-        while self._live or self._unreleased:
-            await asyncio.sleep(tick)
-            if not self.health.healthy:
-                self.health.probe_soon()
-                continue
-            if self._unreleased:
-                await self._give_back(set(self._unreleased))
-            if self._live and loop.time() - renewed_at >= self.renew_s:
-                renewed_at = loop.time()
-                await self._renew()
-
-    def _recovered(self) -> None:
-        """Redis answers again: give back at once what could not be given back."""
-        if self._unreleased:
-            self._spawn(self._give_back(set(self._unreleased)))
+            await self._run(lambda: self._script("renew")(keys=keys, args=args))
 
     async def close(self) -> None:
         """Stop renewing, give back (once, bounded) the leases still held, then close the connections."""
         await self.drain()
-        keeper, self._keeper = self._keeper, None
-        if keeper is not None:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-        held = self._unreleased | {(key, lease) for lease, slots in self._live.items() for key in slots}
-        self._live.clear()
-        if held and self._client is not None and self.health.healthy:
-            await self._give_back(held)
+        await self._keeper.close(lambda live: {(key, lease) for lease, slots in live.items() for key in slots})
         await super().close()
 
 

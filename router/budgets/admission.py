@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -23,6 +23,8 @@ from router.auth_keys.admission import KeyPrincipal
 from router.budgets.core import BudgetCounters, BudgetRefusal, Hold, Periods, SpentTotal
 from router.budgets.estimate import CostEstimator
 from router.metrics import Metrics
+from router.model_settings import ModelInfoTable
+from router.settings import CascadeRule
 from router.types import Answer, ClientCall, Dialect, Endpoint, JSONAnswer, StreamAnswer
 
 logger = logging.getLogger("router.budgets")
@@ -85,6 +87,10 @@ class Budgets:
         self._metrics = metrics
         self._history = history
         self._clock = clock
+
+    def reconfigure(self, rules: Sequence[CascadeRule], model_info: ModelInfoTable | None) -> None:
+        """Estimate the next admissions from reloaded cascade rules and `model_info` (router/reload.py)."""
+        self._estimator.reconfigure(rules, model_info)
 
     async def start(self) -> None:
         """Start the counters from the persisted spend of today and this month (a failure is logged)."""

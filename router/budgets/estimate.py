@@ -41,6 +41,11 @@ class CostEstimator:
         self._rules = tuple(rules)
         self._model_info = model_info
 
+    def reconfigure(self, rules: Sequence[CascadeRule], model_info: ModelInfoTable | None) -> None:
+        """Estimate from reloaded cascade rules and `model_info` output limits (the price book and the registry are
+        reloaded in place)."""
+        self._rules, self._model_info = tuple(rules), model_info
+
     def estimate(self, call: ClientCall) -> float:
         """The most the call may cost (0 for a token count)."""
         if call.endpoint is Endpoint.COUNT_TOKENS:

@@ -7,7 +7,8 @@ down: logged once, counted in `cascadeflow_dependency_errors_total{dependency}` 
 could not use it), shown in /ready. While it is down calls fail at once with `StateUnavailable`, and their callers
 apply `state.on_failure` (open: their in-process counters decide; closed: a 503 naming the dependency); a
 background PING, at most one every PROBE_INTERVAL_S while requests (or /ready) look, finds Redis back, and then
-tells those who asked (`on_recovery`: the rate limiter gives back the concurrency leases it could not release).
+tells those who asked (`on_recovery`: the rate limiter's leases and the budgets' holds whose release or settlement
+failed are made then, router/storage/redis_keeper.py).
 """
 
 from __future__ import annotations
