@@ -82,7 +82,7 @@ async def client_call(request: Request, services: Services, principal: Principal
         body=body,
         raw_body=raw,
         headers={key.lower(): value for key, value in request.headers.items()},
-        query=request.url.query,
+        query=request.scope.get("query_string", b"").decode("latin-1"),  # as request.url.query, unparsed
         principal=principal,
         request_id=request.state.request_id,
     )
