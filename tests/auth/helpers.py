@@ -114,8 +114,12 @@ class RedisRelay:
             writer.close()
             return
         self._writers.add(upstream_writer)
-        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer),
+        await asyncio.gather(self._requests(reader, upstream_writer), self._pipe(upstream_reader, writer),
                              return_exceptions=True)
+
+    async def _requests(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+        """The client's commands on their way to Redis (cut with the replies, unless a subclass says otherwise)."""
+        await self._pipe(source, target)
 
     async def _pipe(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
         try:

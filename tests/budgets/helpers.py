@@ -28,18 +28,7 @@ class ReplyLosingRelay(RedisRelay):
     """A relay to Redis whose `cut()` drops only Redis's replies: commands still reach Redis and run, and their answers
     never come back (a link that broke after the request went out)."""
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers.add(upstream_writer)
-        await asyncio.gather(self._forward(reader, upstream_writer), self._pipe(upstream_reader, writer),
-                             return_exceptions=True)
-
-    async def _forward(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+    async def _requests(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
                 target.write(data)
