@@ -7,7 +7,7 @@
 #
 # It listens on 0.0.0.0, so it starts only with proxy keys required: keys in the config (auth.keys, or
 # CASCADEFLOW_AUTH__KEYS) or CASCADEFLOW_AUTH__MODE=api_key (keys made with `cascadeflow keys create`); or,
-# knowingly open to anyone who reaches the port, CASCADEFLOW_SERVER__OPEN_WITHOUT_KEYS=true. Without any of
+# knowingly open to anyone who reaches the port, CASCADEFLOW_AUTH__MODE=open (it logs a warning). Without any of
 # these it refuses to start. docker-compose.yml and deploy/k8s/ run it behind a load balancer.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

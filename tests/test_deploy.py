@@ -209,6 +209,9 @@ def test_the_image_refuses_to_start_open_and_starts_with_keys_required() -> None
     keyed = load_settings(DEPLOY / "config.yaml", environ={**image, "CASCADEFLOW_AUTH__MODE": "api_key"},
                           server={"host": host})
     assert keyed.auth.requires_keys and keyed.auth.store is not None and keyed.auth.store.startswith("sqlite:///")
+    opened = load_settings(DEPLOY / "config.yaml", environ={**image, "CASCADEFLOW_AUTH__MODE": "open"},
+                           server={"host": host})  # the explicit opt-in the Dockerfile names
+    assert opened.auth.mode == "open" and not opened.auth.requires_keys
 
 
 def test_the_configmap_carries_the_image_config() -> None:
