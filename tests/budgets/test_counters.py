@@ -20,7 +20,12 @@ from tests.auth.helpers import REDIS_URL, drop_prefix, redis_or_skip, redis_pref
 
 NOON = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()
 PERIODS = Periods.at(NOON)
-NOW = Periods.at(time.time())  # Redis expires counters after their period: shared tests count in the present
+
+
+def periods_now() -> Periods:
+    """The UTC day and month of this moment (Redis expires counters after their period, so shared tests count in the
+    present; taken when a test runs, not when the module was collected: a suite may cross midnight)."""
+    return Periods.at(time.time())
 
 
 def test_periods_are_utc_days_and_months() -> None:
@@ -127,7 +132,7 @@ async def test_two_replicas_sharing_redis_hold_one_budget() -> None:
     try:
         scopes = [BudgetScope("key:shared", BudgetLimits(daily_usd=1.0, monthly_usd=100.0)),
                   BudgetScope("user:shared", BudgetLimits())]
-        burst = await asyncio.gather(*(replicas[index % 2].reserve(scopes, 0.3, NOW) for index in range(10)))
+        burst = await asyncio.gather(*(replicas[index % 2].reserve(scopes, 0.3, periods_now()) for index in range(10)))
         admitted = [decision.hold for decision in burst if decision.hold is not None]
         assert len(admitted) == 4 and all(replica.healthy for replica in replicas)
         assert {decision.refusal.reason for decision in burst if decision.refusal is not None} == {"held"}
@@ -135,14 +140,15 @@ async def test_two_replicas_sharing_redis_hold_one_budget() -> None:
             hold.settle(0.26)  # 1.04 spent in all
         for replica in replicas:
             await replica.drain()
-        refused = await replicas[1].reserve(scopes, 0.0, NOW)
+        refused = await replicas[1].reserve(scopes, 0.0, periods_now())
         assert refused.refusal is not None and refused.refusal.reason == "exhausted"
         assert refused.refusal.spent_usd == pytest.approx(1.04) and refused.refusal.held_usd == 0.0
-        spent = await client.get(replicas[0].spent_key("key:shared", NOW.key("monthly")))
+        spent = await client.get(replicas[0].spent_key("key:shared", periods_now().key("monthly")))
         assert float(spent) == pytest.approx(1.04)
-        assert await client.ttl(replicas[0].spent_key("key:shared", NOW.key("daily"))) > 0
-        await replicas[0].seed([SpentTotal("key:shared", NOW.key("daily"), 0.0)], NOW)  # an existing counter stays
-        assert (await replicas[0].reserve(scopes, 0.0, NOW)).refusal is not None
+        assert await client.ttl(replicas[0].spent_key("key:shared", periods_now().key("daily"))) > 0
+        today = periods_now()  # an existing counter stays:
+        await replicas[0].seed([SpentTotal("key:shared", today.key("daily"), 0.0)], today)
+        assert (await replicas[0].reserve(scopes, 0.0, periods_now())).refusal is not None
     finally:
         for replica in replicas:
             await replica.close()
@@ -154,8 +160,8 @@ async def test_a_fresh_redis_is_seeded_from_the_persisted_spend() -> None:
     client, prefix = await redis_or_skip(), redis_prefix()
     budgets = RedisBudgets(REDIS_URL, prefix)
     try:
-        await budgets.seed([SpentTotal("user:z", NOW.key("daily"), 3.0)], NOW)
-        refused = await budgets.reserve([BudgetScope("user:z", BudgetLimits(daily_usd=3.0))], 0.1, NOW)
+        await budgets.seed([SpentTotal("user:z", periods_now().key("daily"), 3.0)], periods_now())
+        refused = await budgets.reserve([BudgetScope("user:z", BudgetLimits(daily_usd=3.0))], 0.1, periods_now())
         assert refused.refusal is not None and refused.refusal.spent_usd == pytest.approx(3.0)
     finally:
         await budgets.close()
@@ -167,11 +173,11 @@ async def test_redis_away_falls_back_to_the_counters_of_the_replica() -> None:
     budgets = RedisBudgets("redis://127.0.0.1:1/0", redis_prefix())
     try:
         scopes = [BudgetScope("key:y", BudgetLimits(daily_usd=0.5))]
-        decision = await budgets.reserve(scopes, 0.2, NOW)
+        decision = await budgets.reserve(scopes, 0.2, periods_now())
         assert decision.hold is not None and not budgets.healthy and budgets.last_error
         decision.hold.settle(0.6)
         await budgets.drain()
-        refused = await budgets.reserve(scopes, 0.2, NOW)
+        refused = await budgets.reserve(scopes, 0.2, periods_now())
         assert refused.refusal is not None and refused.refusal.reason == "exhausted"
     finally:
         await budgets.close()

@@ -16,7 +16,11 @@ from router.storage.redis_health import RedisHealth
 from tests.auth.helpers import REDIS_URL, RedisRelay, drop_prefix, redis_or_skip, redis_prefix
 from tests.budgets.helpers import ReplyLosingRelay, until
 
-NOW = Periods.at(time.time())
+
+def periods_now() -> Periods:
+    """The UTC day and month of this moment (Redis expires counters after their period, so shared tests count in the
+    present; taken when a test runs, not when the module was collected: a suite may cross midnight)."""
+    return Periods.at(time.time())
 SCOPES = [BudgetScope("key:holds", BudgetLimits(daily_usd=1.0))]
 
 
@@ -33,7 +37,7 @@ async def held(client: Any, budgets: RedisBudgets) -> dict[str, float]:
 
 async def spent(client: Any, budgets: RedisBudgets) -> float:
     """The scope's spend today in the shared Redis."""
-    return float(await client.get(budgets.spent_key("key:holds", NOW.key("daily"))) or 0.0)
+    return float(await client.get(budgets.spent_key("key:holds", periods_now().key("daily"))) or 0.0)
 
 
 def over_relay(relay: RedisRelay, prefix: str) -> RedisBudgets:
@@ -45,13 +49,13 @@ async def test_live_holds_are_renewed_and_those_of_a_silent_replica_lapse() -> N
     alive = RedisBudgets(REDIS_URL, prefix, hold_ttl_ms=1200, renew_s=0.3)
     silent = RedisBudgets(REDIS_URL, prefix, hold_ttl_ms=1200, renew_s=3600.0)  # like a replica that died
     try:
-        kept = hold_of(await alive.reserve(SCOPES, 0.5, NOW))
-        hold_of(await silent.reserve(SCOPES, 0.5, NOW))
-        refused = await alive.reserve(SCOPES, 0.5, NOW)
+        kept = hold_of(await alive.reserve(SCOPES, 0.5, periods_now()))
+        hold_of(await silent.reserve(SCOPES, 0.5, periods_now()))
+        refused = await alive.reserve(SCOPES, 0.5, periods_now())
         assert refused.refusal is not None and refused.refusal.reason == "held"
         assert 0 < await client.pttl(alive.held_key("key:holds")) <= 1200, "the holds' keys expire unless renewed"
         await asyncio.sleep(2.0)  # past the holds' TTL: the live one was renewed, the silent one lapsed
-        admitted = hold_of(await alive.reserve(SCOPES, 0.5, NOW))  # the lapsed hold is swept here
+        admitted = hold_of(await alive.reserve(SCOPES, 0.5, periods_now()))  # the lapsed hold is swept here
         assert set(await held(client, alive)) == {kept.lease, admitted.lease}
         assert alive.holds_kept == 2
         admitted.settle(0.1)
@@ -72,7 +76,7 @@ async def test_settlements_during_an_outage_are_made_when_redis_answers() -> Non
         with RedisRelay(REDIS_URL) as relay:
             budgets = over_relay(relay, prefix)
             try:
-                first, second = [hold_of(await budgets.reserve(SCOPES, 0.45, NOW)) for _ in range(2)]
+                first, second = [hold_of(await budgets.reserve(SCOPES, 0.45, periods_now())) for _ in range(2)]
                 relay.cut()
                 first.settle(0.2)  # sent, no answer: Redis is found down here
                 await budgets.drain()
@@ -103,7 +107,7 @@ async def test_a_settlement_whose_answer_was_lost_is_not_counted_twice() -> None
         with ReplyLosingRelay(REDIS_URL) as relay:
             budgets = over_relay(relay, prefix)
             try:
-                hold = hold_of(await budgets.reserve(SCOPES, 0.45, NOW))
+                hold = hold_of(await budgets.reserve(SCOPES, 0.45, periods_now()))
                 relay.cut()
                 hold.settle(0.2)  # Redis applies it; its answer never comes back
                 await budgets.drain()
@@ -125,10 +129,11 @@ async def test_a_hold_whose_admission_got_no_answer_is_given_back() -> None:
         with ReplyLosingRelay(REDIS_URL) as relay:
             budgets = over_relay(relay, prefix)
             try:
-                hold_of(await budgets.reserve(SCOPES, 0.1, NOW)).release()
+                hold_of(await budgets.reserve(SCOPES, 0.1, periods_now())).release()
                 await budgets.drain()
                 relay.cut()
-                local = hold_of(await budgets.reserve(SCOPES, 0.45, NOW))  # Redis took it; the replica decides alone
+                # Redis took it; the replica decides alone
+                local = hold_of(await budgets.reserve(SCOPES, 0.45, periods_now()))
                 assert not budgets.healthy and budgets.holds_kept == 1
                 assert list((await held(client, budgets)).values()) == [0.45], "taken in Redis, answer lost"
                 relay.restore()
@@ -136,7 +141,7 @@ async def test_a_hold_whose_admission_got_no_answer_is_given_back() -> None:
                 assert budgets.holds_kept == 0 and await spent(client, budgets) == 0.0
                 local.settle(0.2)  # admitted on this replica's own counters: settled there
                 await budgets.drain()
-                assert budgets.local.spent("key:holds", NOW.key("daily")) == pytest.approx(0.2)
+                assert budgets.local.spent("key:holds", periods_now().key("daily")) == pytest.approx(0.2)
             finally:
                 await budgets.close()
     finally:
