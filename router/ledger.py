@@ -106,6 +106,7 @@ class Ledger:
         self._metrics = metrics
         self._models = _metric_models(models)
         self._matched: set[str] = set()
+        self._labelled: set[str] = set()  # names a pattern of the current configuration matched: no new match
         self._warned: set[str] = set()
 
     @property
@@ -117,13 +118,14 @@ class Ledger:
         """Label the metrics by these names and patterns from now on (a reloaded config); names a pattern matched
         before still count towards MAX_MATCHED_MODELS (their series exist)."""
         self._models = _metric_models(models)
+        self._labelled = set()
 
     def model_label(self, model: str | None) -> str:
         """A model's label in the metrics: its name when the configuration names it, or when one of its glob
         patterns matches it (the first MAX_MATCHED_MODELS such names of the process), else `other`."""
         if model is None:
             return OTHER_MODEL
-        if model in self._models.names:
+        if model in self._models.names or model in self._labelled:
             return model
         if len(model) > MAX_LABEL_CHARS or not self._models.matches(model):
             return OTHER_MODEL
@@ -131,6 +133,7 @@ class Ledger:
             if len(self._matched) >= MAX_MATCHED_MODELS:
                 return OTHER_MODEL
             self._matched.add(model)
+        self._labelled.add(model)
         return model
 
     def charge(self, model: str, usage: TokenUsage | None, provider: str | None = None) -> Charge | None:
