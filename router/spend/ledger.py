@@ -13,6 +13,7 @@ written twice is kept once), so the budgets read them. `stop` writes (or spools)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -72,6 +73,7 @@ class SpendLedger:
         self._settings = settings
         self._metrics = metrics
         self._queue: asyncio.Queue[Item] | None = None
+        self._wake = asyncio.Event()  # a full batch or a flush marker is queued: the writer stops gathering
         self._task: asyncio.Task[None] | None = None
         self._spool = Spool(Path(settings.spool_path)) if settings.spool_path else None
         directory = journal_directory(settings)
@@ -90,7 +92,7 @@ class SpendLedger:
             if self._journal is not None:
                 self._journal.open()
                 await self._recover(self._journal)
-            self._queue = asyncio.Queue(maxsize=self._settings.queue_size)
+            self._queue, self._wake = asyncio.Queue(maxsize=self._settings.queue_size), asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="spend-ledger")
 
     def post(self, outcome: Outcome) -> None:
@@ -112,6 +114,8 @@ class SpendLedger:
         segment = self._journaled(record)
         try:
             self._queue.put_nowait((record, segment))
+            if self._queue.qsize() >= self._settings.batch_size:
+                self._wake.set()
         except asyncio.QueueFull:
             if segment >= 0:
                 self._counts["deferred"] += 1
@@ -154,6 +158,7 @@ class SpendLedger:
             return
         marker: Marker = asyncio.get_running_loop().create_future()
         await self._queue.put(marker)
+        self._wake.set()
         await marker
 
     async def stop(self) -> None:
@@ -215,31 +220,27 @@ class SpendLedger:
                         marker.set_result(None)
 
     async def _gather(self, queue: asyncio.Queue[Item], first: Item) -> tuple[list[Queued], list[Marker]]:
-        """Rows until `batch_size`, a flush marker, or `flush_interval_ms` after the first."""
+        """Rows until `batch_size`, a flush marker, or `flush_interval_ms` after the first. The writer sleeps
+        through the interval (woken early by a full batch or a marker) and then takes what is queued: one wait
+        per batch, not one per row."""
         batch: list[Queued] = []
-        markers: list[Marker] = []
-        item = first
         deadline = time.monotonic() + self._settings.flush_interval_ms / 1000.0
+        item: Item | None = first
         while True:
-            if isinstance(item, tuple):
+            while item is not None:
+                if not isinstance(item, tuple):
+                    return batch, [item]
                 batch.append(item)
-            else:
-                markers.append(item)
-                return batch, markers
-            if len(batch) >= self._settings.batch_size:
-                return batch, markers
-            try:
-                item = queue.get_nowait()
-                continue
-            except asyncio.QueueEmpty:
-                pass
+                if len(batch) >= self._settings.batch_size:
+                    return batch, []
+                item = _queued(queue)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return batch, markers
-            try:
-                item = await asyncio.wait_for(queue.get(), remaining)
-            except TimeoutError:
-                return batch, markers
+                return batch, []
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            item = _queued(queue)
 
     async def _persist(self, batch: list[SpendRecord]) -> bool:
         """Write the rows, else spool them; whether they are durable now (else they stay in the journal)."""
@@ -338,3 +339,11 @@ class SpendLedger:
             self._failed(exc)
             await asyncio.to_thread(spool.append, lines)
         await asyncio.to_thread(taken.unlink, missing_ok=True)
+
+
+def _queued(queue: asyncio.Queue[Item]) -> Item | None:
+    """The next queued item, or None when the queue is empty."""
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return None
