@@ -78,11 +78,12 @@ class TokenUsage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+    def __post_init__(self) -> None:  # on every request: the four fields by name, not through fields()
+        for name, value in (("input_tokens", self.input_tokens), ("output_tokens", self.output_tokens),
+                            ("cache_read_tokens", self.cache_read_tokens),
+                            ("cache_write_tokens", self.cache_write_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{f.name} must be a non-negative int, got {value!r}")
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             raise ValueError("cache_read_tokens + cache_write_tokens cannot exceed input_tokens (the total)")
 
@@ -91,7 +92,9 @@ class TokenUsage:
         return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return TokenUsage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                          self.cache_read_tokens + other.cache_read_tokens,
+                          self.cache_write_tokens + other.cache_write_tokens)
 
     @classmethod
     def from_anthropic(cls, usage: Mapping[str, object]) -> TokenUsage:

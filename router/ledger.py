@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from router.settings import Settings
 
 logger = logging.getLogger("router.ledger")
+_UNLABELLED = 1024  # names remembered as `other` (no glob match again); more are matched each time
 _WARNED_LIMIT = 256
 OTHER_MODEL = "other"
 """The model label of a model the configuration neither names nor matches, or past the caps below."""
@@ -107,6 +108,7 @@ class Ledger:
         self._models = _metric_models(models)
         self._matched: set[str] = set()
         self._labelled: set[str] = set()  # names a pattern of the current configuration matched: no new match
+        self._unlabelled: set[str] = set()  # names the current configuration labels `other` (at most _UNLABELLED)
         self._warned: set[str] = set()
 
     @property
@@ -118,7 +120,7 @@ class Ledger:
         """Label the metrics by these names and patterns from now on (a reloaded config); names a pattern matched
         before still count towards MAX_MATCHED_MODELS (their series exist)."""
         self._models = _metric_models(models)
-        self._labelled = set()
+        self._labelled, self._unlabelled = set(), set()
 
     def model_label(self, model: str | None) -> str:
         """A model's label in the metrics: its name when the configuration names it, or when one of its glob
@@ -127,11 +129,14 @@ class Ledger:
             return OTHER_MODEL
         if model in self._models.names or model in self._labelled:
             return model
-        if len(model) > MAX_LABEL_CHARS or not self._models.matches(model):
+        if model in self._unlabelled:
+            return OTHER_MODEL
+        if len(model) > MAX_LABEL_CHARS or not self._models.matches(model) or (
+                model not in self._matched and len(self._matched) >= MAX_MATCHED_MODELS):
+            if len(self._unlabelled) < _UNLABELLED:
+                self._unlabelled.add(model)
             return OTHER_MODEL
         if model not in self._matched:
-            if len(self._matched) >= MAX_MATCHED_MODELS:
-                return OTHER_MODEL
             self._matched.add(model)
         self._labelled.add(model)
         return model
