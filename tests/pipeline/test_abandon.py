@@ -76,6 +76,29 @@ def test_a_client_that_hangs_up_mid_draft_cancels_its_draft_and_samples(
     assert len(recorded()) == 1 and len(spent()) == 1, "recorded once"
 
 
+def test_a_client_that_hangs_up_at_once_is_noticed_too(
+        proxy_factory: ProxyFactory, stalling: tuple[BackgroundServer, Stalls], tmp_path: Path) -> None:
+    """The watch on the client starts 50 ms into a request (router/api/disconnect.py); a client gone before then
+    is noticed when it starts, and every upstream call made for it is cut."""
+    server, stalls = stalling
+    log_url = f"sqlite:///{tmp_path}/o.sqlite"
+    proxy = proxy_factory(proxy_settings(server.url, cascade_rules=[RULE], labels={"exploration_rate": 0.0},
+                                         outcome_log={"enabled": True, "url": log_url, "spool_path": None,
+                                                      "flush_interval_ms": 20}))
+    request_id = "hangs-up-at-once"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(proxy.url + "/v1/messages", timeout=httpx.Timeout(10.0, read=0.005),
+                   headers={"x-api-key": "k", "anthropic-version": "2023-06-01", "x-request-id": request_id},
+                   json={"model": STRONG, "max_tokens": 64, "messages": [{"role": "user", "content": "Hello?"}]})
+
+    def recorded() -> list[Any]:
+        return [r for r in asyncio.run(open_outcome_log(log_url).query()) if r.request_id == request_id]
+
+    wait_for(lambda: len(recorded()) == 1, timeout_s=5.0)  # the stalled draft would hold it far longer
+    assert "HTTP 499: the client disconnected" in recorded()[0].reason
+    wait_for(lambda: len(stalls.cancelled) == len(stalls.models), timeout_s=5.0)
+
+
 async def test_background_work_is_cancelled_when_its_budget_runs_out() -> None:
     tasks = BackgroundTasks(Metrics(), "labels", logging.getLogger("test"))
     finished: list[str] = []
