@@ -27,6 +27,10 @@ DIMENSION = 384
 MAX_TOKENS = 256  # the model's own limit (sentence-transformers' max_seq_length)
 PADDING_SLACK = 1.5
 """A batch is split where padding would make a row more than this many times its own length."""
+RUN_TOKENS = 512
+"""A model run takes fewer (padded) tokens than this, one row at least: past about this many, a run's working set
+leaves the CPU caches and each row costs more than alone (a row of 256 tokens: 19.5 ms alone, 23.8 ms in a run
+of 32; rows of 9 tokens still gain up to 32 a run)."""
 
 Vector = NDArray[np.float32]
 
@@ -87,8 +91,9 @@ class Encoder:
         with self._lock:
             self.batches_run += 1
             encodings = self._tokenizer.encode_batch([text[: self.max_chars] for text in texts])
-            order = sorted(range(len(texts)), key=lambda row: len(encodings[row].ids))
-            for group in _length_groups(order, [len(encodings[row].ids) for row in range(len(texts))]):
+            lengths = [len(encoding.ids) for encoding in encodings]
+            order = sorted(range(len(texts)), key=lambda row: lengths[row])
+            for group in _runs(_length_groups(order, lengths), lengths):
                 width = len(encodings[group[-1]].ids)
                 ids = np.zeros((len(group), width), dtype=np.int64)
                 mask = np.zeros((len(group), width), dtype=np.int64)
@@ -123,3 +128,18 @@ def _length_groups(order: list[int], lengths: list[int]) -> list[list[int]]:
         else:
             groups.append([row])
     return groups
+
+
+def _runs(groups: list[list[int]], lengths: list[int]) -> list[list[int]]:
+    """Each group cut into model runs of fewer than RUN_TOKENS padded tokens (rows are sorted by length, so a run's
+    width is its last row's)."""
+    runs: list[list[int]] = []
+    for group in groups:
+        run: list[int] = []
+        for row in group:
+            if run and (len(run) + 1) * max(1, lengths[row]) >= RUN_TOKENS:
+                runs.append(run)
+                run = []
+            run.append(row)
+        runs.append(run)
+    return runs

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from router.embedding.encoder import Encoder
+from router.embedding.encoder import RUN_TOKENS, Encoder, _runs
 from router.embedding.text import embedding_text
 
 
@@ -71,3 +71,11 @@ def test_embedding_text_is_the_last_user_turn_with_context_when_referential() ->
     assert text.endswith("how old is he?") and "44th president" in text and "system-reminder" not in text
     long = {"messages": [{"role": "user", "content": "a" * 5000 + "END"}]}
     assert len(embedding_text(long, max_chars=1000)) <= 1003 and embedding_text(long).endswith("END")
+
+
+def test_a_model_run_takes_at_most_its_token_budget() -> None:
+    lengths = [256, 256, 120, 120, 120, 120, 120, 9, 9, 9]
+    runs = _runs([[0, 1], [2, 3, 4, 5, 6], [7, 8, 9]], lengths)
+    assert runs == [[0], [1], [2, 3, 4, 5], [6], [7, 8, 9]]
+    assert all(len(run) * max(lengths[row] for row in run) < RUN_TOKENS or len(run) == 1 for run in runs)
+    assert _runs([[0]], [4000]) == [[0]], "a row longer than the budget runs alone"
