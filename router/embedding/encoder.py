@@ -93,7 +93,7 @@ class Encoder:
             encodings = self._tokenizer.encode_batch([text[: self.max_chars] for text in texts])
             lengths = [len(encoding.ids) for encoding in encodings]
             order = sorted(range(len(texts)), key=lambda row: lengths[row])
-            for group in _runs(_length_groups(order, lengths), lengths):
+            for group in _runs(order, lengths):
                 width = len(encodings[group[-1]].ids)
                 ids = np.zeros((len(group), width), dtype=np.int64)
                 mask = np.zeros((len(group), width), dtype=np.int64)
@@ -119,27 +119,15 @@ class Encoder:
         return await self._batcher.submit(text)
 
 
-def _length_groups(order: list[int], lengths: list[int]) -> list[list[int]]:
-    """Rows sorted by token count, cut where padding to the group's longest row would waste too much."""
-    groups: list[list[int]] = []
-    for row in order:
-        if groups and lengths[row] <= PADDING_SLACK * max(1, lengths[groups[-1][0]]):
-            groups[-1].append(row)
-        else:
-            groups.append([row])
-    return groups
-
-
-def _runs(groups: list[list[int]], lengths: list[int]) -> list[list[int]]:
-    """Each group cut into model runs of fewer than RUN_TOKENS padded tokens (rows are sorted by length, so a run's
-    width is its last row's)."""
+def _runs(order: list[int], lengths: list[int]) -> list[list[int]]:
+    """Rows sorted by token count, cut into model runs (one row at least): a new run starts where padding to the
+    new row's length would make the run's first row more than PADDING_SLACK times its own length, or where the run
+    would reach RUN_TOKENS padded tokens (rows come shortest first, so the new row sets the run's width)."""
     runs: list[list[int]] = []
-    for group in groups:
-        run: list[int] = []
-        for row in group:
-            if run and (len(run) + 1) * max(1, lengths[row]) >= RUN_TOKENS:
-                runs.append(run)
-                run = []
-            run.append(row)
-        runs.append(run)
+    for row in order:
+        width = max(1, lengths[row])
+        if runs and width <= PADDING_SLACK * max(1, lengths[runs[-1][0]]) and (len(runs[-1]) + 1) * width < RUN_TOKENS:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
     return runs
