@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -180,10 +181,19 @@ async def _sample_gauges(services: Services) -> None:
         await asyncio.sleep(GAUGE_INTERVAL_S)
 
 
+def settle_heap() -> None:
+    """Take what start-up built (modules, settings, models) out of the cycle collector's sight: collected once,
+    then frozen, so the collections that per-request garbage triggers scan only young objects. Without it the
+    collector took a quarter of the proxy's CPU under load (pass-through, 64 concurrent requests)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, encoder: Encoder | None = None, *, config: ConfigSource | None = None,
-               span_exporter: SpanExporter | None = None) -> HotPathApp:
+               span_exporter: SpanExporter | None = None, server_process: bool = False) -> HotPathApp:
     """A proxy application for these settings (an already loaded encoder may be shared, e.g. by tests); with
-    `config`, the file they came from is reloaded live; `span_exporter` replaces the OTLP exporter (tests)."""
+    `config`, the file they came from is reloaded live; `span_exporter` replaces the OTLP exporter (tests);
+    `server_process` (the process serves this app alone) settles the heap once started (`settle_heap`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +206,8 @@ def create_app(settings: Settings, encoder: Encoder | None = None, *, config: Co
         app.state.reloader = reloader
         if reloader is not None:
             reloader.start()
+        if server_process:
+            settle_heap()
         try:
             yield
         finally:  # within the stop's share of server.shutdown_grace_s (router/shutdown.py)
@@ -232,4 +244,4 @@ def create_app_from_environment() -> HotPathApp:
     path = config_path_from_environment()
     settings = load_settings(path)
     configure_logging(settings.logging, settings.server.log_level)
-    return create_app(settings, config=ConfigSource(path) if path is not None else None)
+    return create_app(settings, config=ConfigSource(path) if path is not None else None, server_process=True)

@@ -125,7 +125,7 @@ def _serve(args: argparse.Namespace, settings: Settings, overrides: dict[str, di
     from router.reload import ConfigSource
 
     source = ConfigSource(args.config, overrides) if args.config else None
-    config = uvicorn.Config(create_app(settings, config=source), host=server.host, port=port,
+    config = uvicorn.Config(create_app(settings, config=source, server_process=True), host=server.host, port=port,
                             log_level=server.log_level, log_config=None, access_log=False,
                             timeout_graceful_shutdown=answers_s)  # streams finish, within the grace
     runner = uvicorn.Server(config)
