@@ -8,7 +8,7 @@ import json
 from router.assets import assets_root
 
 LOCAL = assets_root() / "data" / "local"
-SETS = ("short_questions.jsonl", "heldout_questions.jsonl", "heldout_questions_2.jsonl")
+SETS = ("short_questions.jsonl", "heldout_questions.jsonl", "heldout_questions_2.jsonl", "heldout_questions_3.jsonl")
 
 
 def questions(name: str) -> list[dict[str, object]]:
