@@ -7,6 +7,7 @@ strong model greedily. Each answer is labelled by the gold answer (the final num
 and one JSON line per question is appended in the verifier's training format (`draft_response`,
 `draft_logprobs`, `draft_agreement`, `draft_good_enough`: the draft gives the gold answer; whether the strong
 model is right too is `strong_score`). A question already in the output is skipped, so an interrupted run resumes.
+With `--top-up`, no question is asked anew: the rows already written get more draft samples (`--samples`).
 
     python -m training.local_data --draft-url http://127.0.0.1:8601/v1 --draft-model qwen2.5-coder-0.5b \\
         --strong-url http://127.0.0.1:8602/v1 --strong-model qwen2.5-coder-1.5b --gsm8k 200 --out local.jsonl
@@ -157,6 +158,33 @@ def run(args: argparse.Namespace) -> int:
     return added
 
 
+def top_up(args: argparse.Namespace) -> int:
+    """Give every row of the output `--samples - 1` draft samples: the missing ones are asked of the draft, and
+    the agreement is computed again over all of them (the greedy answers and the labels are kept). The file is
+    replaced once every row is done; returns how many rows gained samples."""
+    rows = [json.loads(line) for line in args.out.read_text(encoding="utf-8").splitlines() if line.strip()]
+    topped = 0
+    with httpx.Client(timeout=args.timeout_s) as client:
+        for row in rows:
+            samples = list(row.get("draft_samples") or [])
+            missing = args.samples - 1 - len(samples)
+            if missing <= 0 or row.get("draft_model") != args.draft_model:
+                continue
+            samples += [ask(client, args.draft_url, args.draft_model, row["prompt"], temperature=args.temperature,
+                            logprobs=False, max_tokens=args.max_tokens).text for _ in range(missing)]
+            request = {"messages": [{"role": "user", "content": row["prompt"]}]}
+            row["draft_samples"] = samples
+            row["draft_agreement"] = sample_agreement(request, hub_answer(row["draft_response"]),
+                                                      [hub_answer(text) for text in samples])
+            topped += 1
+            if not args.quiet:
+                print(f"{row['id']}: {len(samples)} samples, agreement {row['draft_agreement']}", flush=True)
+    written = args.out.with_name(args.out.name + ".partial")
+    written.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    written.replace(args.out)
+    return topped
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m training.local_data", description=__doc__.splitlines()[0])
@@ -177,13 +205,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--top-up", action="store_true", help="ask no new questions: give the rows already in "
+                        "--out (of --draft-model) --samples - 1 draft samples each and recompute their agreement")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    return top_up(args) if args.top_up else run(args)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,23 @@ def test_strong_answers_are_reused_only_from_the_same_strong_model(tmp_path: Pat
     known = strong_answers(data, "qwen2.5-coder-1.5b")
     assert list(known) == ["short/1"] and known["short/1"].text == "42"
     assert strong_answers(None, "qwen2.5-coder-1.5b") == {}
+
+
+def test_a_top_up_gives_every_row_more_samples_and_keeps_its_labels(upstream: BackgroundServer,
+                                                                      tmp_path: Path) -> None:
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"id": "s/1", "question": "Say [[text:The answer is 42.]]", "answers": ["42"]}) + "\n")
+    out = tmp_path / "labelled.jsonl"
+    common = ["--draft-url", upstream.url + "/v1", "--draft-model", "gpt-4o-mini", "--strong-url",
+              upstream.url + "/v1", "--strong-model", "gpt-4o", "--out", str(out), "--short", str(short),
+              "--gsm8k", "0", "--quiet"]
+    assert label_local([*common, "--samples", "2"]) == 1
+    before = json.loads(out.read_text())
+    assert len(before["draft_samples"]) == 1
+    assert label_local([*common, "--samples", "4", "--top-up"]) == 1
+    after = json.loads(out.read_text())
+    assert after["draft_samples"] == ["The answer is 42."] * 3 and after["draft_agreement"] == 1.0
+    del after["draft_samples"], before["draft_samples"]
+    assert after == before, "the greedy answer, its label and the agreement (every sample agrees) are kept"
+    assert label_local([*common, "--samples", "4", "--top-up"]) == 0, "rows with enough samples are left as they are"
+    assert not list(tmp_path.glob("*.partial"))
