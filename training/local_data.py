@@ -99,26 +99,36 @@ def hub_answer(text: str) -> dict[str, Any]:
     return {"type": "message", "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
 
 
+def draft_samples(args: argparse.Namespace, client: httpx.Client, text: str, count: int) -> list[str]:
+    """`count` more draft answers to `text` at `--temperature` (the agreement evidence)."""
+    return [ask(client, args.draft_url, args.draft_model, text, temperature=args.temperature, logprobs=False,
+                max_tokens=args.max_tokens).text for _ in range(count)]
+
+
+def agreement_of(text: str, answer: str, samples: list[str]) -> float | None:
+    """The share of the samples whose final answer is the draft's (None when it has none), as the proxy measures it."""
+    request = {"messages": [{"role": "user", "content": text}]}
+    return sample_agreement(request, hub_answer(answer), [hub_answer(sample) for sample in samples])
+
+
 def label(args: argparse.Namespace, client: httpx.Client, question: Question,
           known_strong: dict[str, Reply] | None = None) -> dict[str, Any]:
     """One labelled row: the draft (with samples) and the strong model on one question (its answer from
     `known_strong` when there)."""
     draft = ask(client, args.draft_url, args.draft_model, question.text, temperature=0.0, logprobs=True,
                 max_tokens=args.max_tokens)
-    samples = [ask(client, args.draft_url, args.draft_model, question.text, temperature=args.temperature,
-                   logprobs=False, max_tokens=args.max_tokens) for _ in range(args.samples - 1)]
+    samples = draft_samples(args, client, question.text, args.samples - 1)
     strong = (known_strong or {}).get(question.id) or ask(
         client, args.strong_url, args.strong_model, question.text, temperature=0.0, logprobs=False,
         max_tokens=args.max_tokens)
-    request = {"messages": [{"role": "user", "content": question.text}]}
-    agreement = sample_agreement(request, hub_answer(draft.text), [hub_answer(s.text) for s in samples])
+    agreement = agreement_of(question.text, draft.text, samples)
     draft_right, strong_right = is_right(question, draft.text), is_right(question, strong.text)
     source = f"{args.profile}/{question.source.rsplit('/', 1)[-1]}"
     return {"id": question.id, "source": source, "category": question.source.rsplit("/", 1)[-1],
             "prompt": question.text, "gold": list(question.answers), "draft_model": args.draft_model,
             "strong_model": args.strong_model, "draft_response": draft.text, "strong_response": strong.text,
             "draft_stop_reason": "max_tokens" if draft.finish_reason == "length" else "end_turn",
-            "draft_logprobs": draft.logprobs, "draft_samples": [sample.text for sample in samples],
+            "draft_logprobs": draft.logprobs, "draft_samples": samples,
             "draft_agreement": agreement, "label_kind": "correct_0_1",
             "draft_score": int(draft_right), "strong_score": int(strong_right),
             "draft_good_enough": int(draft_right)}
@@ -170,12 +180,9 @@ def top_up(args: argparse.Namespace) -> int:
             missing = args.samples - 1 - len(samples)
             if missing <= 0 or row.get("draft_model") != args.draft_model:
                 continue
-            samples += [ask(client, args.draft_url, args.draft_model, row["prompt"], temperature=args.temperature,
-                            logprobs=False, max_tokens=args.max_tokens).text for _ in range(missing)]
-            request = {"messages": [{"role": "user", "content": row["prompt"]}]}
+            samples += draft_samples(args, client, row["prompt"], missing)
             row["draft_samples"] = samples
-            row["draft_agreement"] = sample_agreement(request, hub_answer(row["draft_response"]),
-                                                      [hub_answer(text) for text in samples])
+            row["draft_agreement"] = agreement_of(row["prompt"], row["draft_response"], samples)
             topped += 1
             if not args.quiet:
                 print(f"{row['id']}: {len(samples)} samples, agreement {row['draft_agreement']}", flush=True)

@@ -10,6 +10,16 @@ from training.local_data import Question, is_right, strong_answers
 from training.local_data import main as label_local
 
 
+def labelling(upstream: BackgroundServer, folder: Path, out: Path, asked: list[tuple[str, str, str]]) -> list[str]:
+    """The labeller's arguments for short questions (id, the scripted answer, the gold answer) written to `folder`,
+    both models on the scripted upstream."""
+    short = folder / "short.jsonl"
+    short.write_text("".join(json.dumps({"id": key, "question": f"Say [[text:{text}]]", "answers": [gold]}) + "\n"
+                             for key, text, gold in asked))
+    return ["--draft-url", upstream.url + "/v1", "--draft-model", "gpt-4o-mini", "--strong-url", upstream.url + "/v1",
+            "--strong-model", "gpt-4o", "--out", str(out), "--short", str(short), "--gsm8k", "0", "--quiet"]
+
+
 def test_answers_are_judged_by_the_gold_answer() -> None:
     sum_question = Question("q", "local/short", "What is 12 + 30?", ("42",), True)
     assert is_right(sum_question, "12 + 30 = 42") and not is_right(sum_question, "12 + 30 = 32")
@@ -20,13 +30,8 @@ def test_answers_are_judged_by_the_gold_answer() -> None:
 
 
 def test_a_run_writes_labelled_rows_and_resumes(upstream: BackgroundServer, tmp_path: Path) -> None:
-    short = tmp_path / "short.jsonl"
-    short.write_text(json.dumps({"id": "s/1", "question": "Say [[text:The answer is 42.]]", "answers": ["42"]}) + "\n"
-                     + json.dumps({"id": "s/2", "question": "Say [[text:It is Lyon.]]", "answers": ["paris"]}) + "\n")
     out = tmp_path / "labelled.jsonl"
-    common = ["--draft-url", upstream.url + "/v1", "--draft-model", "gpt-4o-mini", "--strong-url",
-              upstream.url + "/v1", "--strong-model", "gpt-4o", "--out", str(out), "--short", str(short),
-              "--gsm8k", "0", "--quiet"]
+    common = labelling(upstream, tmp_path, out, [("s/1", "The answer is 42.", "42"), ("s/2", "It is Lyon.", "paris")])
     assert label_local(common) == 2
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["draft_score"], r["strong_score"], r["draft_good_enough"]) for r in rows] == [(1, 1, 1), (0, 0, 0)], \
@@ -47,12 +52,8 @@ def test_strong_answers_are_reused_only_from_the_same_strong_model(tmp_path: Pat
 
 def test_a_top_up_gives_every_row_more_samples_and_keeps_its_labels(upstream: BackgroundServer,
                                                                       tmp_path: Path) -> None:
-    short = tmp_path / "short.jsonl"
-    short.write_text(json.dumps({"id": "s/1", "question": "Say [[text:The answer is 42.]]", "answers": ["42"]}) + "\n")
     out = tmp_path / "labelled.jsonl"
-    common = ["--draft-url", upstream.url + "/v1", "--draft-model", "gpt-4o-mini", "--strong-url",
-              upstream.url + "/v1", "--strong-model", "gpt-4o", "--out", str(out), "--short", str(short),
-              "--gsm8k", "0", "--quiet"]
+    common = labelling(upstream, tmp_path, out, [("s/1", "The answer is 42.", "42")])
     assert label_local([*common, "--samples", "2"]) == 1
     before = json.loads(out.read_text())
     assert len(before["draft_samples"]) == 1
